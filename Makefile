@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= deploy/recoverlink.yaml
+
+.PHONY: run test lint format bench-ingest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/recoverlink serve --config $(CONFIG) --migrate
+
+test: $(VENV)/.installed-dev
+	scripts/ensure-debian-packages prometheus prometheus-alertmanager
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench rules
+	$(BIN)/ruff format --check src tests bench rules
+	$(BIN)/mypy src
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests bench rules
+	$(BIN)/ruff check --fix src tests bench rules
+
+bench-ingest: $(VENV)/.installed-dev
+	scripts/ensure-debian-packages wrk
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

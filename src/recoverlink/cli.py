@@ -1,0 +1,168 @@
+"""The `recoverlink` command line. Each command wires the same flow functions the web app uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import click
+
+from recoverlink.config.loader import Settings, config_path_from, load_settings
+from recoverlink.config.secrets import new_token
+from recoverlink.domain.errors import ConfigErrors, RecoverlinkError
+from recoverlink.domain.tokens import Role
+from recoverlink.store import migrate as migrations
+from recoverlink.store.engine import Store, StoreOptions, make_engine
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("recoverlink.cli")
+
+config_option = click.option(
+    "--config",
+    "config_file",
+    metavar="PATH",
+    help="Config file (default: $RECOVERLINK_CONFIG, else deploy/recoverlink.yaml).",
+)
+
+
+def _settings(config_file: str | None, listen: str | None = None) -> Settings:
+    path = config_path_from(config_file, os.environ)
+    return load_settings(path, os.environ, listen=listen)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Print our errors as `file:line:col: message` lines and exit 1, never a traceback."""
+
+    @wraps(command)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                click.echo(error.render(), err=True)
+            sys.exit(1)
+        except RecoverlinkError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapped
+
+
+@click.group()
+@click.version_option(package_name="recoverlink")
+def main() -> None:
+    """recoverlink: Alertmanager alerts in, owned and measured recoveries out."""
+
+
+@main.command()
+@config_option
+@click.option("--listen", metavar="HOST:PORT", help="Listen address (default 127.0.0.1:9471).")
+@click.option("--workers", type=click.IntRange(1, 64), help="gunicorn worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Threads per worker.")
+@click.option("--migrate", is_flag=True, help="Apply pending database migrations first.")
+@reports_errors
+def serve(
+    config_file: str | None,
+    listen: str | None,
+    workers: int | None,
+    threads: int | None,
+    migrate: bool,
+) -> None:
+    """Serve the webhook, API and metrics under gunicorn."""
+    from recoverlink import bootstrap, server
+    from recoverlink.logs import configure_logging
+
+    settings = _settings(config_file, listen)
+    configure_logging(settings.config.logging.level)
+    # Before anything creates a metric: every process must write multiprocess files.
+    server.prepare_metrics_dir(settings.config.server.metrics_dir)
+    bootstrap.ensure_token_files(settings)
+    store = _store(settings)
+    _check_schema(store, migrate)
+    bootstrap.register_admin_token(settings, store, dict(os.environ))
+    store.dispose()
+    log.info(
+        "serving; point Alertmanager at it with this receiver",
+        extra={
+            "listen": settings.listen,
+            "alertmanager_yml": bootstrap.alertmanager_snippet(settings),
+        },
+    )
+    server.serve(
+        settings,
+        workers=workers or settings.config.server.workers,
+        threads=threads or settings.config.server.threads,
+    )
+
+
+def _store(settings: Settings) -> Store:
+    options = StoreOptions.from_config(settings.config.database)
+    return Store(make_engine(settings.database_url, options))
+
+
+def _check_schema(store: Store, migrate: bool) -> None:
+    if migrations.is_migrated(store.engine):
+        return
+    if not migrate:
+        current = migrations.current_revision(store.engine) or "empty"
+        raise click.ClickException(
+            f"the database schema is {current}, not {migrations.head_revision()}: "
+            "run `recoverlink db upgrade` (or `recoverlink serve --migrate`)"
+        )
+    migrations.upgrade(store.engine)
+    log.info("database migrated", extra={"revision": migrations.head_revision()})
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@config_option
+@reports_errors
+def db_upgrade(config_file: str | None) -> None:
+    """Apply every pending migration."""
+    store = _store(_settings(config_file))
+    migrations.upgrade(store.engine)
+    click.echo(f"database at revision {migrations.current_revision(store.engine)}")
+
+
+@db.command("current")
+@config_option
+@reports_errors
+def db_current(config_file: str | None) -> None:
+    """Print the schema revision of the database and the one this release needs."""
+    store = _store(_settings(config_file))
+    current = migrations.current_revision(store.engine) or "empty"
+    click.echo(f"current: {current}\nhead: {migrations.head_revision()}")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens (viewer, operator, admin)."""
+
+
+@tokens.command("create")
+@config_option
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", default=None, help="A label to recognise the token by.")
+@reports_errors
+def tokens_create(config_file: str | None, role: str, name: str | None) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from recoverlink.store.tokens import register_token
+
+    store = _store(_settings(config_file))
+    _check_schema(store, migrate=False)
+    token = new_token("rl")
+    label = name or f"{role}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    with store.write() as conn:
+        register_token(conn, token, Role(role), label, datetime.now(UTC))
+    click.echo(token)
+    click.echo(f"created {role} token {label!r}; it is shown only this once", err=True)

@@ -1,0 +1,122 @@
+"""The error tree of recoverlink. A leaf module: it imports nothing from the package.
+
+RecoverlinkError
+├── InputError                 4xx: the caller sent something that will never succeed
+│   ├── PayloadInvalid         400 (field names the path, e.g. "alerts.2.startsAt")
+│   ├── PayloadTooLarge        413
+│   ├── Unauthorized           401
+│   ├── Forbidden              403
+│   └── NotFound               404
+├── ConfigError                a config, catalog or rules file is wrong (path, line, col, hint)
+│   └── ConfigErrors           several of them at once
+├── DependencyError            a remote dependency failed (retryable, reason)
+└── StoreUnavailable           503: the store could not commit; the caller should retry
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RecoverlinkError(Exception):
+    """Base of every error recoverlink raises on purpose."""
+
+    code = "recoverlink-error"
+
+
+class InputError(RecoverlinkError):
+    """The request is wrong and sending it again will not help."""
+
+    code = "input-error"
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class PayloadInvalid(InputError):
+    code = "payload-invalid"
+    status = 400
+
+
+class PayloadTooLarge(InputError):
+    code = "payload-too-large"
+    status = 413
+
+
+class Unauthorized(InputError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(InputError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(InputError):
+    code = "not-found"
+    status = 404
+
+
+class ConfigError(RecoverlinkError):
+    """One problem in a config, catalog or rules file, printed as `file:line:col: message`."""
+
+    code = "config-invalid"
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        line: int | None = None,
+        col: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.message = message
+        self.line = line
+        self.col = col
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The `file:line:col: message (hint: ...)` form that editors and CI logs understand."""
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.col is not None:
+                where += f":{self.col}"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class ConfigErrors(RecoverlinkError):
+    """Every problem found in one validation pass, so a user fixes them all in one go."""
+
+    code = "config-invalid"
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(e.render() for e in self.errors))
+
+
+class DependencyError(RecoverlinkError):
+    """A remote system failed; `retryable` says whether trying again may help."""
+
+    code = "dependency-failed"
+
+    def __init__(self, message: str, *, retryable: bool, reason: str) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.reason = reason
+
+
+class StoreUnavailable(RecoverlinkError):
+    """The database could not be reached or could not commit; answer 503 so callers retry."""
+
+    code = "store-unavailable"
+    status = 503

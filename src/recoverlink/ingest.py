@@ -1,0 +1,87 @@
+"""The webhook flow: parse, then store the notification and its alert episodes in one transaction.
+
+Only a committed transaction is acknowledged (DESIGN.md, "Ack only what is durable").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from recoverlink.adapters.alertmanager import decode_body, parse_payload, to_notification
+from recoverlink.domain.alerts import (
+    AlertPolicy,
+    AlertStatus,
+    DeliveryResult,
+    EpisodeChange,
+    EpisodeDecision,
+    Notification,
+    decide_episodes,
+    notification_dedup_key,
+)
+from recoverlink.store import alerts as alert_store
+from recoverlink.store.engine import Store
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    notification_id: int
+    duplicate: bool
+    # (status, result) -> count, the labels of recoverlink_alerts_received_total
+    alert_results: Counter[tuple[AlertStatus, DeliveryResult]]
+    flagged_alerts: int
+
+
+def ingest_webhook(store: Store, body: bytes, policy: AlertPolicy, now: datetime) -> IngestOutcome:
+    """Validate one Alertmanager delivery and store it durably; raises PayloadInvalid or StoreUnavailable."""
+    document = decode_body(body)
+    notification = to_notification(parse_payload(document), policy)
+    dedup_key = notification_dedup_key(document)
+    with store.write() as conn:
+        recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
+        decisions = _apply_episodes(conn, notification, recorded.id, now)
+    results = Counter((d.alert.status, d.result) for d in decisions)
+    return IngestOutcome(
+        notification_id=recorded.id,
+        duplicate=recorded.is_duplicate,
+        alert_results=results,
+        flagged_alerts=sum(1 for a in notification.alerts if a.flags),
+    )
+
+
+def _apply_episodes(
+    conn: Connection, notification: Notification, notification_id: int, now: datetime
+) -> list[EpisodeDecision]:
+    """Decide each alert against the stored episode and write the change; re-decide lost races."""
+    keys = [a.episode_key for a in notification.alerts]
+    decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))
+    inserts = [d.alert for d in decisions if d.change is EpisodeChange.INSERT]
+    inserted = alert_store.insert_episodes(conn, inserts, notification_id, now)
+    if len(inserted) < len(inserts):
+        # A concurrent delivery inserted some of them first: decide those again, now they exist.
+        decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))
+        decisions = [_as_ours(d, inserted) for d in decisions]
+    final: list[EpisodeDecision] = []
+    touches = []
+    for decided in decisions:
+        decision = decided
+        if decision.change is EpisodeChange.RESOLVE and not alert_store.resolve_episode(
+            conn, decision.alert, now
+        ):
+            # Another delivery resolved it between our read and our write.
+            decision = EpisodeDecision(decision.alert, EpisodeChange.TOUCH, DeliveryResult.DUPLICATE)
+        if decision.change is EpisodeChange.TOUCH:
+            touches.append(decision.alert)
+        final.append(decision)
+    alert_store.touch_episodes(conn, touches, now)
+    return final
+
+
+def _as_ours(decision: EpisodeDecision, inserted: set[tuple[str, datetime]]) -> EpisodeDecision:
+    """After a re-read, an episode this call inserted itself is still new to it."""
+    if decision.alert.episode_key in inserted:
+        return EpisodeDecision(decision.alert, EpisodeChange.INSERT, DeliveryResult.NEW)
+    return decision

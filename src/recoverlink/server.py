@@ -1,0 +1,68 @@
+"""Run the app under gunicorn, the way `recoverlink serve` and `make run` do.
+
+The Flask app is built in each worker after the fork (no preload), so no database connection or
+metric value file is shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from recoverlink.config.loader import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir(path: Path) -> None:
+    """Wipe and set the multiprocess directory before any process creates a metric."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from recoverlink.logs import configure_logging
+        from recoverlink.web import create_app
+
+        configure_logging(self.settings.config.logging.level)
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, workers: int, threads: int) -> None:
+    """Run gunicorn in the foreground until it is told to stop."""
+    options = {
+        "bind": settings.listen,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": settings.config.server.timeout_seconds,
+        "graceful_timeout": 10,
+        "child_exit": _child_exit,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.config.logging.level.lower(),
+        "proc_name": "recoverlink",
+        "logconfig_dict": {"version": 1, "disable_existing_loggers": False, "root": {}},
+    }
+    GunicornServer(settings, options).run()

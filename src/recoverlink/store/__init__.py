@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core schema, Alembic migrations and repository functions per record."""

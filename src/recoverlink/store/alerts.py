@@ -1,0 +1,232 @@
+"""Notifications and alert episodes: idempotent writes through unique keys and upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, case, select, update
+
+from recoverlink.domain.alerts import (
+    Alert,
+    AlertStatus,
+    Notification,
+    StoredEpisode,
+)
+from recoverlink.store.common import from_db_time, insert_for, to_db_time
+from recoverlink.store.schema import Json, alerts, notifications
+
+EpisodeKey = tuple[str, datetime]
+
+
+@dataclass(frozen=True)
+class RecordedNotification:
+    id: int
+    delivery_count: int
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.delivery_count > 1
+
+
+def record_notification(
+    conn: Connection, notification: Notification, dedup_key: str, raw_body: bytes, now: datetime
+) -> RecordedNotification:
+    """Store a delivery once; a copy of it (HA pair, retry) only counts one more delivery."""
+    at = to_db_time(now)
+    stmt = insert_for(conn, notifications).values(
+        dedup_key=dedup_key,
+        received_at=at,
+        last_received_at=at,
+        delivery_count=1,
+        receiver=notification.receiver,
+        status=notification.status.value,
+        group_key=notification.group_key,
+        external_url=notification.external_url,
+        truncated_alerts=notification.truncated_alerts,
+        alert_count=len(notification.alerts),
+        raw_body=raw_body,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[notifications.c.dedup_key],
+        set_={
+            "delivery_count": notifications.c.delivery_count + 1,
+            "last_received_at": at,
+        },
+    ).returning(notifications.c.id, notifications.c.delivery_count)
+    row = conn.execute(stmt).one()
+    return RecordedNotification(id=row.id, delivery_count=row.delivery_count)
+
+
+def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> dict[EpisodeKey, StoredEpisode]:
+    """The stored state of the given episodes (absent ones are missing from the result)."""
+    wanted = {(fp, to_db_time(at)) for fp, at in keys}
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).where(
+            alerts.c.fingerprint.in_(sorted({fp for fp, _ in wanted}))
+        )
+    )
+    found: dict[EpisodeKey, StoredEpisode] = {}
+    for row in rows:
+        if (row.fingerprint, row.starts_at) in wanted:
+            starts_at = from_db_time(row.starts_at)
+            found[(row.fingerprint, starts_at)] = StoredEpisode(
+                row.fingerprint, starts_at, AlertStatus(row.status)
+            )
+    return found
+
+
+def insert_episodes(
+    conn: Connection, new: Sequence[Alert], notification_id: int, now: datetime
+) -> set[EpisodeKey]:
+    """Insert new episodes; returns the keys this call inserted (another writer may win a race)."""
+    if not new:
+        return set()
+    at = to_db_time(now)
+    rows = [
+        {
+            "fingerprint": a.fingerprint,
+            "starts_at": to_db_time(a.starts_at),
+            "status": a.status.value,
+            "ends_at": to_db_time(a.ends_at) if a.ends_at else None,
+            "labels": dict(a.labels),
+            "annotations": dict(a.annotations),
+            "generator_url": a.generator_url,
+            "flags": [f.value for f in a.flags],
+            "first_seen_at": at,
+            "last_seen_at": at,
+            "resolved_at": at if a.status is AlertStatus.RESOLVED else None,
+            "first_notification_id": notification_id,
+        }
+        for a in new
+    ]
+    stmt = (
+        insert_for(conn, alerts)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[alerts.c.fingerprint, alerts.c.starts_at])
+        .returning(alerts.c.fingerprint, alerts.c.starts_at)
+    )
+    return {(r.fingerprint, from_db_time(r.starts_at)) for r in conn.execute(stmt)}
+
+
+def resolve_episode(conn: Connection, alert: Alert, now: datetime) -> bool:
+    """Mark a firing episode resolved; False when it was not firing any more (another writer won)."""
+    result = conn.execute(
+        update(alerts)
+        .where(
+            and_(
+                alerts.c.fingerprint == alert.fingerprint,
+                alerts.c.starts_at == to_db_time(alert.starts_at),
+                alerts.c.status == AlertStatus.FIRING.value,
+            )
+        )
+        .values(
+            status=AlertStatus.RESOLVED.value,
+            ends_at=to_db_time(alert.ends_at) if alert.ends_at else None,
+            annotations=dict(alert.annotations),
+            resolved_at=to_db_time(now),
+            last_seen_at=to_db_time(now),
+        )
+    )
+    return result.rowcount == 1
+
+
+_touch = (
+    update(alerts)
+    .where(
+        and_(
+            alerts.c.fingerprint == bindparam("fp"),
+            alerts.c.starts_at == bindparam("sa"),
+        )
+    )
+    .values(
+        last_seen_at=bindparam("now"),
+        # A firing re-send carries current annotations; a stale one must not overwrite a resolve.
+        annotations=case(
+            (
+                and_(alerts.c.status == AlertStatus.FIRING.value, bindparam("firing")),
+                bindparam("ann", type_=Json),
+            ),
+            else_=alerts.c.annotations,
+        ),
+    )
+)
+
+
+def touch_episodes(conn: Connection, seen: Sequence[Alert], now: datetime) -> None:
+    """Remember that these episodes were delivered again (the input of stale detection)."""
+    if not seen:
+        return
+    at = to_db_time(now)
+    conn.execute(
+        _touch,
+        [
+            {
+                "fp": a.fingerprint,
+                "sa": to_db_time(a.starts_at),
+                "now": at,
+                "firing": a.status is AlertStatus.FIRING,
+                "ann": dict(a.annotations),
+            }
+            for a in seen
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    id: int
+    fingerprint: str
+    starts_at: datetime
+    status: AlertStatus
+    ends_at: datetime | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    flags: list[str]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+
+
+def list_episodes(
+    conn: Connection,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    status: AlertStatus | None = None,
+    fingerprint: str | None = None,
+) -> list[EpisodeRow]:
+    """Newest first, keyset-paginated by id."""
+    query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(alerts.c.id < before_id)
+    if status is not None:
+        query = query.where(alerts.c.status == status.value)
+    if fingerprint is not None:
+        query = query.where(alerts.c.fingerprint == fingerprint)
+    return [_episode_row(row) for row in conn.execute(query)]
+
+
+def _episode_row(row: Any) -> EpisodeRow:
+    def maybe(value: datetime | None) -> datetime | None:
+        return from_db_time(value) if value is not None else None
+
+    return EpisodeRow(
+        id=row.id,
+        fingerprint=row.fingerprint,
+        starts_at=from_db_time(row.starts_at),
+        status=AlertStatus(row.status),
+        ends_at=maybe(row.ends_at),
+        labels=row.labels,
+        annotations=row.annotations,
+        generator_url=row.generator_url,
+        flags=row.flags,
+        first_seen_at=from_db_time(row.first_seen_at),
+        last_seen_at=from_db_time(row.last_seen_at),
+        resolved_at=maybe(row.resolved_at),
+    )

@@ -1,0 +1,84 @@
+"""The tables. Times are stored as naive UTC in both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Equal for every copy of one notification (HA members differ only in externalURL).
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("received_at", DateTime(), nullable=False),
+    Column("last_received_at", DateTime(), nullable=False),
+    Column("delivery_count", Integer(), nullable=False, server_default="1"),
+    Column("receiver", Text(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("group_key", Text(), nullable=False),
+    Column("external_url", Text(), nullable=False),
+    Column("truncated_alerts", Integer(), nullable=False),
+    Column("alert_count", Integer(), nullable=False),
+    Column("raw_body", LargeBinary(), nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", DateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("ends_at", DateTime(), nullable=True),
+    Column("labels", Json, nullable=False),
+    Column("annotations", Json, nullable=False),
+    Column("generator_url", Text(), nullable=False),
+    Column("flags", Json, nullable=False),
+    Column("first_seen_at", DateTime(), nullable=False),
+    Column("last_seen_at", DateTime(), nullable=False),
+    Column("resolved_at", DateTime(), nullable=True),
+    Column("first_notification_id", Id, ForeignKey("notifications.id"), nullable=False),
+    # An episode is (fingerprint, startsAt): one row, whatever the number of deliveries.
+    UniqueConstraint("fingerprint", "starts_at"),
+    Index(None, "status", "last_seen_at"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    # sha256 of the token: the token itself is shown once and never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(), nullable=False),
+    Column("revoked_at", DateTime(), nullable=True),
+)

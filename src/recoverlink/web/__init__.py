@@ -1,0 +1,97 @@
+"""The Flask app factory: wires settings, store, metrics and blueprints. Nothing happens at import."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+
+from recoverlink.config.loader import Settings
+from recoverlink.config.model import WebhookAuth
+from recoverlink.config.secrets import read_secret
+from recoverlink.logs import request_id
+from recoverlink.store.engine import Store, StoreOptions, make_engine
+from recoverlink.telemetry import Metrics
+from recoverlink.web import api, ops, webhook
+from recoverlink.web.credentials import WebhookCredentials
+from recoverlink.web.errors import register_error_handlers
+from recoverlink.web.runtime import EXTENSION, Runtime
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    store: Store | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Flask:
+    """Build the app for `settings`; tests pass their own store, registry and clock."""
+    config = settings.config
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.webhook.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    rt = Runtime(
+        settings=settings,
+        store=store or Store(make_engine(settings.database_url, StoreOptions.from_config(config.database))),
+        metrics=Metrics(registry or CollectorRegistry()),
+        webhook_credentials=webhook_credentials(config.webhook.auth, environ or os.environ),
+        alert_policy=config.webhook.alert_policy(),
+        clock=clock,
+    )
+    app.extensions[EXTENSION] = rt
+    for blueprint in (webhook.bp, ops.bp, api.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    _instrument(app, rt)
+    return app
+
+
+def webhook_credentials(auth: WebhookAuth, environ: Mapping[str, str]) -> WebhookCredentials:
+    bearer = read_secret(auth.bearer, environ, "webhook bearer token") if auth.bearer else None
+    if auth.basic is None:
+        return WebhookCredentials(bearer_token=bearer)
+    password = read_secret(auth.basic.password, environ, "webhook basic-auth password")
+    return WebhookCredentials(
+        bearer_token=bearer, basic_username=auth.basic.username, basic_password=password
+    )
+
+
+def _instrument(app: Flask, rt: Runtime) -> None:
+    """Give every request an id (echoed back) and observe its duration by route and code."""
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        g.request_id_token = request_id.set(rid)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        handler = request.url_rule.rule if request.url_rule is not None else "other"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        rt.metrics.http_request_duration.labels(handler=handler, code=str(response.status_code)).observe(
+            elapsed
+        )
+        rid = request_id.get()
+        if rid is not None:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    @app.teardown_request
+    def _forget(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id.reset(token)

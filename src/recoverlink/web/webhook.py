@@ -1,0 +1,64 @@
+"""POST /webhook/alertmanager: authenticate, then hand the body to the ingest flow."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from recoverlink.domain.errors import (
+    PayloadInvalid,
+    PayloadTooLarge,
+    StoreUnavailable,
+    Unauthorized,
+)
+from recoverlink.ingest import IngestOutcome, ingest_webhook
+from recoverlink.web.runtime import Runtime, runtime
+
+bp = Blueprint("webhook", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/webhook/alertmanager")
+def alertmanager() -> Response:
+    rt = runtime()
+    counter = rt.metrics.notifications
+    if not rt.webhook_credentials.accepts(request.headers.get("Authorization")):
+        counter.labels(outcome="unauthorized").inc()
+        raise Unauthorized("missing or wrong webhook credentials (bearer token or basic auth)")
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        counter.labels(outcome="rejected").inc()
+        limit = rt.settings.config.webhook.max_body_bytes
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from exc
+    try:
+        outcome = ingest_webhook(rt.store, body, rt.alert_policy, rt.clock())
+    except PayloadInvalid as exc:
+        counter.labels(outcome="rejected").inc()
+        log.info("notification rejected", extra={"reason": exc.message})
+        raise
+    except StoreUnavailable:
+        counter.labels(outcome="unavailable").inc()
+        raise
+    return jsonify(_observe(rt, outcome))
+
+
+def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
+    """Count the delivery and its alerts, log it, and build the answer body."""
+    status = "duplicate" if outcome.duplicate else "accepted"
+    rt.metrics.notifications.labels(outcome=status).inc()
+    for (alert_status, result), count in outcome.alert_results.items():
+        rt.metrics.alerts_received.labels(status=alert_status.value, result=result.value).inc(count)
+    results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
+    log.info(
+        "notification stored",
+        extra={"notification_id": outcome.notification_id, "outcome": status, **results},
+    )
+    return {
+        "status": status,
+        "notification_id": outcome.notification_id,
+        "alerts": results,
+        "flagged_alerts": outcome.flagged_alerts,
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from recoverlink.config.loader import Settings
 
@@ -31,6 +32,16 @@ def _child_exit(_server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+class JsonGunicornLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, minus its own handlers: records go to the root JSON handler."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.handlers[:] = []
+            log.propagate = True
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
@@ -40,6 +51,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        # gunicorn 24+ opens a control socket at one fixed path per user, which several
+        # instances on one machine would fight over; recoverlink is steered by signals.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         from recoverlink.logs import configure_logging
@@ -63,6 +78,6 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
         "errorlog": "-",
         "loglevel": settings.config.logging.level.lower(),
         "proc_name": "recoverlink",
-        "logconfig_dict": {"version": 1, "disable_existing_loggers": False, "root": {}},
+        "logger_class": JsonGunicornLogger,
     }
     GunicornServer(settings, options).run()

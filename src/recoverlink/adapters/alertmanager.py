@@ -37,6 +37,14 @@ class AlertPayload(BaseModel):
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(min_length=1, max_length=64)
 
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        # Alertmanager sends RFC 3339 strings; a number here is a broken sender, not a Unix time.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("expected an RFC 3339 time string")
+        return value
+
     @field_validator("starts_at")
     @classmethod
     def _starts_utc(cls, value: datetime) -> datetime:

@@ -1,0 +1,161 @@
+"""The ingest flow against real SQLite and PostgreSQL: one row per episode whatever arrives."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from recoverlink.domain.alerts import AlertPolicy, AlertStatus, DeliveryResult
+from recoverlink.ingest import ingest_webhook
+from recoverlink.store.engine import Store
+from recoverlink.store.schema import alerts, notifications
+from tests.conftest import FakeClock, fixture_body
+
+POLICY = AlertPolicy()
+
+
+def ingest(store: Store, name: str, clock: FakeClock) -> object:
+    return ingest_webhook(store, fixture_body(name), POLICY, clock())
+
+
+def episode_rows(store: Store) -> list[tuple[str, str]]:
+    with store.read() as conn:
+        return [(r.fingerprint, r.status) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+
+
+def count(store: Store, table: object) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_duplicate_notification_from_ha_pair_creates_one_row_per_alert(
+    store: Store, clock: FakeClock
+) -> None:
+    first = ingest_webhook(store, fixture_body("ha_duplicate_a.json"), POLICY, clock())
+    clock.now += timedelta(seconds=2)
+    second = ingest_webhook(store, fixture_body("ha_duplicate_b.json"), POLICY, clock())
+    assert not first.duplicate and second.duplicate
+    assert second.notification_id == first.notification_id
+    assert len(episode_rows(store)) == 1
+    assert count(store, notifications) == 1
+    assert second.alert_results == {(AlertStatus.FIRING, DeliveryResult.DUPLICATE): 1}
+
+
+def test_same_delivery_twice_changes_nothing_but_the_delivery_count(store: Store, clock: FakeClock) -> None:
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, clock())
+    with store.read() as conn:
+        before = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, clock())
+    with store.read() as conn:
+        after = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+        deliveries = conn.execute(select(notifications.c.delivery_count)).scalar_one()
+    assert after == before
+    assert deliveries == 2
+
+
+def test_resolve_marks_the_episode_resolved(store: Store, clock: FakeClock) -> None:
+    ingest(store, "firing_single.json", clock)
+    outcome = ingest_webhook(store, fixture_body("resolved_single.json"), POLICY, clock())
+    assert episode_rows(store) == [("a1d644f09ee6a3f0", "resolved")]
+    assert outcome.alert_results == {(AlertStatus.RESOLVED, DeliveryResult.NEW): 1}
+
+
+def test_late_firing_from_the_other_member_does_not_reopen_a_resolved_episode(
+    store: Store, clock: FakeClock
+) -> None:
+    ingest(store, "firing_single.json", clock)
+    ingest(store, "resolved_single.json", clock)
+    outcome = ingest_webhook(store, fixture_body("ha_stale_firing_after_resolved.json"), POLICY, clock())
+    assert episode_rows(store) == [("a1d644f09ee6a3f0", "resolved")]
+    assert outcome.alert_results == {(AlertStatus.FIRING, DeliveryResult.STALE): 1}
+
+
+def test_truncated_notification_never_resolves_the_alerts_it_left_out(store: Store, clock: FakeClock) -> None:
+    ingest(store, "firing_group.json", clock)
+    # The same group re-sent with max_alerts: 2, as firing_group_truncated.json was captured.
+    document = json.loads(fixture_body("firing_group.json"))
+    document["alerts"] = document["alerts"][:2]
+    document["truncatedAlerts"] = 1
+    ingest_webhook(store, json.dumps(document).encode(), POLICY, clock())
+    assert [status for _, status in episode_rows(store)] == ["firing", "firing", "firing"]
+
+
+def test_mixed_group_resolves_only_the_resolved_alert(store: Store, clock: FakeClock) -> None:
+    ingest(store, "firing_group.json", clock)
+    ingest(store, "mixed_group.json", clock)
+    statuses = sorted(status for _, status in episode_rows(store))
+    assert statuses == ["firing", "firing", "resolved"]
+
+
+def test_resolved_group_keeps_the_earlier_end_of_an_already_resolved_alert(
+    store: Store, clock: FakeClock
+) -> None:
+    ingest(store, "firing_group.json", clock)
+    ingest(store, "mixed_group.json", clock)
+    with store.read() as conn:
+        ends_before = dict(conn.execute(select(alerts.c.fingerprint, alerts.c.ends_at)).all())
+    ingest(store, "resolved_group.json", clock)
+    with store.read() as conn:
+        ends_after = dict(conn.execute(select(alerts.c.fingerprint, alerts.c.ends_at)).all())
+    already = [fp for fp, end in ends_before.items() if end is not None]
+    assert len(already) == 1
+    assert ends_after[already[0]] == ends_before[already[0]]
+    assert all(end is not None for end in ends_after.values())
+
+
+def test_raw_body_is_kept_as_received(store: Store, clock: FakeClock) -> None:
+    body = fixture_body("firing_single.json")
+    ingest_webhook(store, body, POLICY, clock())
+    with store.read() as conn:
+        assert conn.execute(select(notifications.c.raw_body)).scalar_one() == body
+
+
+def test_odd_alert_is_stored_with_its_flags(store: Store, clock: FakeClock) -> None:
+    document = json.loads(fixture_body("firing_single.json"))
+    del document["alerts"][0]["labels"]["service"]
+    outcome = ingest_webhook(store, json.dumps(document).encode(), POLICY, clock())
+    assert outcome.flagged_alerts == 1
+    with store.read() as conn:
+        assert conn.execute(select(alerts.c.flags)).scalar_one() == ["missing-service"]
+
+
+def test_repeat_delivery_refreshes_last_seen(store: Store, clock: FakeClock) -> None:
+    ingest(store, "firing_single.json", clock)
+    clock.now += timedelta(hours=4)
+    ingest(store, "firing_single.json", clock)
+    with store.read() as conn:
+        row = conn.execute(select(alerts.c.first_seen_at, alerts.c.last_seen_at)).one()
+    assert row.last_seen_at - row.first_seen_at == timedelta(hours=4)
+
+
+@pytest.mark.parametrize("name", ["firing_group.json", "mixed_group.json"])
+def test_concurrent_duplicate_deliveries_create_one_row_per_episode(
+    store: Store, clock: FakeClock, name: str
+) -> None:
+    """Eight threads deliver the same group at once, as two replicas behind an HA pair would."""
+    body = fixture_body(name)
+    barrier = threading.Barrier(8)
+    outcomes: list[object] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(ingest_webhook(store, body, POLICY, clock()))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(episode_rows(store)) == len(json.loads(body)["alerts"])
+    assert count(store, notifications) == 1
+    new = sum(o.alert_results[(s, DeliveryResult.NEW)] for o in outcomes for s in AlertStatus)  # type: ignore[attr-defined]
+    assert new == len(json.loads(body)["alerts"])

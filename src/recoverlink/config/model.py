@@ -6,12 +6,16 @@ Relative paths resolve against the directory of the config file.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from recoverlink.config.durations import Duration
 from recoverlink.domain.alerts import AlertPolicy
+
+Priority = Literal["P1", "P2", "P3", "P4", "P5"]
 
 
 class Strict(BaseModel):
@@ -113,6 +117,61 @@ class ApiConfig(Strict):
     )
 
 
+class BackstageAnnotations(Strict):
+    """Which Backstage annotation carries which catalog field (there is no standard for these)."""
+
+    tier: str = "recoverlink.io/tier"
+    journeys: str = "recoverlink.io/journeys"  # comma-separated
+    segments: str = "recoverlink.io/segments"  # comma-separated
+    impact_sources: str = "recoverlink.io/impact-sources"  # comma-separated
+    verified_by: str = "recoverlink.io/verified-by"  # a Group ref
+    alert_selector: str = "recoverlink.io/alert-selector"  # matchers, e.g. {service=~"pay.*"}
+    itsm_system: str = "recoverlink.io/itsm-system"
+    assignment_group: str = "recoverlink.io/itsm-assignment-group"
+    project: str = "recoverlink.io/itsm-project"
+    queue: str = "recoverlink.io/itsm-queue"
+    ci: str = "recoverlink.io/itsm-ci"
+    runbook_url: str = "recoverlink.io/runbook-url"
+    dashboard_url: str = "recoverlink.io/dashboard-url"
+
+
+class CatalogConfig(Strict):
+    """Where the catalog comes from. Paths may be globs; relative to the config file."""
+
+    files: list[str] = Field(default_factory=list, description="recoverlink catalog YAML files")
+    backstage: list[str] = Field(default_factory=list, description="Backstage catalog-info.yaml files")
+    fallback_owner: str | None = Field(
+        default=None, description="The team that owns alerts the catalog cannot place."
+    )
+    backstage_annotations: BackstageAnnotations = Field(default_factory=BackstageAnnotations)
+
+
+class RulesConfig(Strict):
+    files: list[str] = Field(default_factory=list, description="rule files; globs allowed")
+    tests: list[str] = Field(default_factory=list, description="rule unit tests for `recoverlink test`")
+
+
+class StormConfig(Strict):
+    max_new_recoveries: int = Field(gt=0)
+    per: Duration
+    scope: Literal["team", "service"] = "service"
+
+
+class EnrichmentConfig(Strict):
+    """Defaults for what no rule sets, and the impact x urgency priority matrix."""
+
+    resolution: Literal["close", "comment", "monitor"] = "close"
+    reopen_window: Duration = timedelta(hours=1)
+    stale_after: Duration = timedelta(hours=8)
+    storm: StormConfig | None = None
+    impact_by_tier: dict[str, Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=dict)
+    urgency_by_severity: dict[str, Annotated[int, Field(ge=1, le=3)]] = Field(
+        default_factory=lambda: {"critical": 1, "major": 1, "warning": 2, "minor": 3, "info": 3}
+    )
+    # priority_matrix["1"]["2"] is the priority of impact 1, urgency 2; default: ServiceNow's.
+    priority_matrix: dict[Literal["1", "2", "3"], dict[Literal["1", "2", "3"], Priority]] | None = None
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -124,4 +183,7 @@ class Config(Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

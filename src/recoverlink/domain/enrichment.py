@@ -118,6 +118,14 @@ class _Plan:
         return merged
 
 
+@dataclass(frozen=True)
+class _Placement:
+    entry: CatalogEntry | None
+    service_name: str | None
+    owner: str | None
+    owner_source: OwnerSource
+
+
 class Enricher:
     """Enrich alerts against one catalog and one rule set; build once per config version."""
 
@@ -186,7 +194,8 @@ class Enricher:
         owner_template: Template | None = plan.last("owner")
         owner, owner_source = self._owner(owner_template, entry, context, errors)
         context["team"] = _team_context(self.catalog, owner)
-        return self._assemble(alert, plan, entry, service_name, owner, owner_source, context, errors)
+        placement = _Placement(entry, service_name, owner, owner_source)
+        return self._assemble(alert, plan, placement, context, errors)
 
     def _owner(
         self,
@@ -207,14 +216,12 @@ class Enricher:
         self,
         alert: AlertFacts,
         plan: _Plan,
-        entry: CatalogEntry | None,
-        service_name: str | None,
-        owner: str | None,
-        owner_source: OwnerSource,
+        placement: _Placement,
         context: dict[str, Any],
         errors: list[str],
     ) -> Enrichment:
         defaults = self.ruleset.defaults
+        entry, service_name = placement.entry, placement.service_name
         fields = {k: _render(t, context, errors) for k, t in plan.merged("fields").items()}
         labels = {k: _render(t, context, errors) for k, t in plan.merged("labels").items()}
         impact = plan.last("impact") or (defaults.impact_by_tier.get(entry.tier or "") if entry else None)
@@ -228,8 +235,8 @@ class Enricher:
             ruleset_version=self.ruleset.version,
             service=service_name,
             service_ref=entry.ref if entry else None,
-            owner=owner,
-            owner_source=owner_source,
+            owner=placement.owner,
+            owner_source=placement.owner_source,
             tier=entry.tier if entry else None,
             system=entry.system if entry else None,
             depends_on=entry.depends_on if entry else (),
@@ -251,7 +258,7 @@ class Enricher:
             stale_after=plan.last("stale_after") or defaults.stale_after,
             storm=plan.last("storm") or defaults.storm,
             matched_rules=tuple(r.name for r in plan.rules),
-            misses=_misses(entry, owner_source),
+            misses=_misses(entry, placement.owner_source),
             template_errors=tuple(errors),
         )
 

@@ -72,3 +72,14 @@ def test_no_secret_is_ever_logged(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     logged = "\n".join(str(r.__dict__) for r in caplog.records)
     assert WEBHOOK_TOKEN not in logged
     assert "guessed-token" not in logged
+
+
+def test_a_schema_bug_is_a_500_not_an_endless_503(tmp_path: Path) -> None:
+    """An unmigrated SQLite file raises OperationalError too; retrying forever would hide the bug."""
+    store = Store(make_engine(sqlite_url(tmp_path / "unmigrated.db")))
+    app = create_app(make_settings(tmp_path), store=store, registry=CollectorRegistry(), environ={})
+    response = app.test_client().post(
+        "/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer()
+    )
+    assert response.status_code == 500
+    assert (response.json or {})["error"]["code"] == "internal-error"

@@ -81,11 +81,21 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
     return engine
 
 
+# sqlite3 raises OperationalError for SQL mistakes too ("no such table"); only these mean "try later".
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open", "disk i/o error")
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """Errors that mean "the store cannot answer now" (down, locked, connection lost)."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """Errors that mean "the store cannot answer now" (down, locked, connection lost), not a bug."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.orig is not None and type(exc.orig).__module__.startswith("sqlite3"):
+        return any(text in str(exc.orig).lower() for text in _SQLITE_TRANSIENT)
+    return True
 
 
 class Store:

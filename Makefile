@@ -26,13 +26,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench rules
-	$(BIN)/ruff format --check src tests bench rules
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests bench rules
-	$(BIN)/ruff check --fix src tests bench rules
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 bench-ingest: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages wrk

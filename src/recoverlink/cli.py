@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import click
 
+from recoverlink.adapters.alertmanager import alerts_for_explain, decode_body
+from recoverlink.checking import check_file
+from recoverlink.config.enrichment_loader import LoadedEnrichment, expand, load_enrichment
 from recoverlink.config.loader import Settings, config_path_from, load_settings
 from recoverlink.config.secrets import new_token
-from recoverlink.domain.errors import ConfigErrors, RecoverlinkError
+from recoverlink.domain.errors import ConfigError, ConfigErrors, PayloadInvalid, RecoverlinkError
 from recoverlink.domain.tokens import Role
+from recoverlink.explain import explain_alerts, render_text
+from recoverlink.rule_testing import load_tests, run_test
 from recoverlink.store import migrate as migrations
 from recoverlink.store.engine import Store, StoreOptions, make_engine
 
@@ -80,13 +87,14 @@ def serve(
 
     settings = _settings(config_file, listen)
     configure_logging(settings.config.logging.level)
-    # Before anything creates a metric: every process must write multiprocess files.
-    server.prepare_metrics_dir(settings.config.server.metrics_dir)
     bootstrap.ensure_token_files(settings)
     store = _store(settings)
     _check_schema(store, migrate)
     bootstrap.register_admin_token(settings, store, dict(os.environ))
-    store.dispose()
+    # Before anything creates a metric: every process must write multiprocess files.
+    server.prepare_metrics_dir(settings.config.server.metrics_dir)
+    on_hup = _hup_handler(settings, store)
+    store.dispose()  # workers fork from here: hand them no open connections
     log.info(
         "serving; point Alertmanager at it with this receiver",
         extra={
@@ -98,7 +106,25 @@ def serve(
         settings,
         workers=workers or settings.config.server.workers,
         threads=threads or settings.config.server.threads,
+        on_hup=on_hup,
     )
+
+
+def _hup_handler(settings: Settings, store: Store) -> Callable[[], None]:
+    """Validate the config at start (fail fast) and announce it; SIGHUP later validates and announces."""
+    from prometheus_client import CollectorRegistry
+
+    from recoverlink.reload import LiveEnrichment, load_from_disk, reload_and_announce
+    from recoverlink.telemetry import Metrics
+
+    live = LiveEnrichment(load_from_disk(settings.config_path))
+    metrics = Metrics(CollectorRegistry())
+    reload_and_announce(settings.config_path, live, store, metrics, datetime.now(UTC))
+
+    def on_hup() -> None:
+        reload_and_announce(settings.config_path, live, store, metrics, datetime.now(UTC))
+
+    return on_hup
 
 
 def _store(settings: Settings) -> Store:
@@ -166,3 +192,69 @@ def tokens_create(config_file: str | None, role: str, name: str | None) -> None:
         register_token(conn, token, Role(role), label, datetime.now(UTC))
     click.echo(token)
     click.echo(f"created {role} token {label!r}; it is shown only this once", err=True)
+
+
+def _enrichment(config_file: str | None) -> tuple[Settings, LoadedEnrichment]:
+    settings = _settings(config_file)
+    loaded = load_enrichment(settings.config, settings.config_path.parent, str(settings.config_path))
+    return settings, loaded
+
+
+@main.command()
+@config_option
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@reports_errors
+def check(config_file: str | None, paths: tuple[Path, ...]) -> None:
+    """Validate config, catalog and rules (like `amtool check-config`); exit 1 on any error.
+
+    Without PATHs, checks the config file and every catalog and rule file it names. A PATH may be a
+    config file, a rule file or a rule test file.
+    """
+    targets = list(paths) or [config_path_from(config_file, os.environ)]
+    errors: list[ConfigError] = []
+    for path in targets:
+        try:
+            click.echo(f"SUCCESS: {check_file(path)}")
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigErrors(errors)
+
+
+@main.command("test")
+@config_option
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@reports_errors
+def test_rules(config_file: str | None, paths: tuple[Path, ...]) -> None:
+    """Run rule unit tests (default: the config's `rules.tests`) and print a diff for each failure."""
+    settings, loaded = _enrichment(config_file)
+    files = list(paths) or expand(
+        settings.config.rules.tests, settings.config_path.parent, "rules.tests", str(settings.config_path)
+    )
+    cases = load_tests(files)
+    failures = [f for f in (run_test(loaded.enricher, case) for case in cases) if f is not None]
+    for failure in failures:
+        click.echo(failure.render(), err=True)
+    if failures:
+        click.echo(f"FAILED: {len(failures)} of {len(cases)} rule tests failed", err=True)
+        sys.exit(1)
+    click.echo(f"SUCCESS: {len(cases)} rule tests passed (rule-set version {loaded.version})")
+
+
+@main.command()
+@config_option
+@click.argument("alert_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as POST /api/v1/explain answers.")
+@reports_errors
+def explain(config_file: str | None, alert_file: Path, as_json: bool) -> None:
+    """Show which rules and selectors an alert (or every alert of a webhook payload) meets, and why."""
+    _, loaded = _enrichment(config_file)
+    try:
+        alerts = alerts_for_explain(decode_body(alert_file.read_bytes()))
+    except PayloadInvalid as exc:
+        raise click.ClickException(f"{alert_file}: {exc.message}") from exc
+    results = explain_alerts(loaded.enricher, alerts)
+    if as_json:
+        click.echo(json.dumps({"ruleset_version": loaded.version, "alerts": results}, indent=2))
+    else:
+        click.echo(render_text(results))

@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 
 from recoverlink.adapters.alertmanager import decode_body, parse_payload, to_notification
 from recoverlink.domain.alerts import (
+    Alert,
     AlertPolicy,
     AlertStatus,
     DeliveryResult,
@@ -22,6 +23,7 @@ from recoverlink.domain.alerts import (
     decide_episodes,
     notification_dedup_key,
 )
+from recoverlink.domain.enrichment import AlertFacts, Enricher, Enrichment, MissReason, enrichment_record
 from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
 
@@ -33,33 +35,62 @@ class IngestOutcome:
     # (status, result) -> count, the labels of recoverlink_alerts_received_total
     alert_results: Counter[tuple[AlertStatus, DeliveryResult]]
     flagged_alerts: int
+    # Enrichment misses of the episodes this delivery created.
+    misses: Counter[MissReason]
 
 
-def ingest_webhook(store: Store, body: bytes, policy: AlertPolicy, now: datetime) -> IngestOutcome:
-    """Validate one Alertmanager delivery and store it durably; raises PayloadInvalid or StoreUnavailable."""
+def ingest_webhook(
+    store: Store, body: bytes, policy: AlertPolicy, enricher: Enricher, now: datetime
+) -> IngestOutcome:
+    """Validate one Alertmanager delivery, enrich its new episodes and store it durably.
+
+    Raises PayloadInvalid (nothing stored) or StoreUnavailable (nothing stored; the sender retries).
+    """
     document = decode_body(body)
     notification = to_notification(parse_payload(document), policy)
     dedup_key = notification_dedup_key(document)
+    enrichments: dict[tuple[str, datetime], Enrichment] = {}
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
-        decisions = _apply_episodes(conn, notification, recorded.id, now)
-    results = Counter((d.alert.status, d.result) for d in decisions)
+        decisions = _apply_episodes(conn, notification, recorded.id, now, _Enrichments(enricher, enrichments))
+    created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
     return IngestOutcome(
         notification_id=recorded.id,
         duplicate=recorded.is_duplicate,
-        alert_results=results,
+        alert_results=Counter((d.alert.status, d.result) for d in decisions),
         flagged_alerts=sum(1 for a in notification.alerts if a.flags),
+        misses=Counter(miss for key in created for miss in enrichments[key].misses),
     )
 
 
+@dataclass
+class _Enrichments:
+    """Enrich only the episodes that turn out to be new (a repeat delivery costs no enrichment)."""
+
+    enricher: Enricher
+    done: dict[tuple[str, datetime], Enrichment]
+
+    def of(self, alert: Alert) -> Enrichment:
+        key = alert.episode_key
+        if key not in self.done:
+            facts = AlertFacts(alert.labels, alert.annotations, alert.fingerprint, alert.status.value)
+            self.done[key] = self.enricher.enrich(facts)
+        return self.done[key]
+
+
 def _apply_episodes(
-    conn: Connection, notification: Notification, notification_id: int, now: datetime
+    conn: Connection,
+    notification: Notification,
+    notification_id: int,
+    now: datetime,
+    enrichments: _Enrichments,
 ) -> list[EpisodeDecision]:
     """Decide each alert against the stored episode and write the change; re-decide lost races."""
     keys = [a.episode_key for a in notification.alerts]
     decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))
     inserts = [d.alert for d in decisions if d.change is EpisodeChange.INSERT]
-    inserted = alert_store.insert_episodes(conn, inserts, notification_id, now)
+    records = {a.episode_key: enrichment_record(enrichments.of(a)) for a in inserts}
+    inserted = alert_store.insert_episodes(conn, inserts, notification_id, now, records)
     if len(inserted) < len(inserts):
         # A concurrent delivery inserted some of them first: decide those again, now they exist.
         decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
 from recoverlink.config.loader import Settings
@@ -42,11 +44,23 @@ class JsonGunicornLogger(Logger):  # type: ignore[misc]
             log.propagate = True
 
 
+class ReloadingArbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, except that SIGHUP reloads catalog and rules instead of restarting workers:
+    a restart would load unvalidated files, and a broken file would take the service down."""
+
+    def handle_hup(self) -> None:
+        self.app.on_hup()
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any], on_hup: Callable[[], None]) -> None:
         self.settings = settings
         self.options = options
+        self.on_hup = on_hup
         super().__init__()
+
+    def run(self) -> None:
+        ReloadingArbiter(self).run()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -61,10 +75,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         from recoverlink.web import create_app
 
         configure_logging(self.settings.config.logging.level)
-        return create_app(self.settings)
+        return create_app(self.settings, follow_config=True)
 
 
-def serve(settings: Settings, workers: int, threads: int) -> None:
+def serve(settings: Settings, workers: int, threads: int, on_hup: Callable[[], None]) -> None:
     """Run gunicorn in the foreground until it is told to stop."""
     options = {
         "bind": settings.listen,
@@ -80,4 +94,4 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
         "proc_name": "recoverlink",
         "logger_class": JsonGunicornLogger,
     }
-    GunicornServer(settings, options).run()
+    GunicornServer(settings, options, on_hup).run()

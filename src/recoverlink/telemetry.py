@@ -12,12 +12,14 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 
 from recoverlink.domain.alerts import AlertStatus, DeliveryResult
+from recoverlink.domain.enrichment import MissReason
 
 NOTIFICATION_OUTCOMES = ("accepted", "duplicate", "rejected", "unauthorized", "unavailable")
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -47,7 +49,33 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
+        self.enrichment_misses = Counter(
+            "recoverlink_enrichment_misses_total",
+            "New alert episodes the catalog could not fully place, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        # "mostrecent": the last reload anywhere wins, as one process validates and the others follow.
+        self.config_last_reload_successful = Gauge(
+            "recoverlink_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.config_last_reload_success_timestamp = Gauge(
+            "recoverlink_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         self._initialize_labels()
+
+    def reload_succeeded(self, at_seconds: float) -> None:
+        self.config_last_reload_successful.set(1)
+        self.config_last_reload_success_timestamp.set(at_seconds)
+
+    def reload_failed(self) -> None:
+        self.config_last_reload_successful.set(0)
 
     def _initialize_labels(self) -> None:
         """Create known label values at zero so rate() sees the first event."""
@@ -56,6 +84,8 @@ class Metrics:
         for status in AlertStatus:
             for result in DeliveryResult:
                 self.alerts_received.labels(status=status.value, result=result.value)
+        for reason in MissReason:
+            self.enrichment_misses.labels(reason=reason.value)
 
 
 def multiprocess_dir() -> str | None:

@@ -63,7 +63,7 @@ def _binary(name: str) -> str:
     return path
 
 
-def _recoverlink_script() -> str:
+def recoverlink_script() -> str:
     script = Path(sys.executable).parent / "recoverlink"
     if not script.is_file():
         pytest.fail(
@@ -205,7 +205,7 @@ def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def binaries() -> dict[str, str]:
     """Every program the stack needs; a missing one fails the test with how to install it."""
     return {
-        "recoverlink": _recoverlink_script(),
+        "recoverlink": recoverlink_script(),
         "alertmanager": _binary("prometheus-alertmanager"),
         "prometheus": _binary("prometheus"),
     }

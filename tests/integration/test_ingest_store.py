@@ -10,16 +10,20 @@ import pytest
 from sqlalchemy import func, select
 
 from recoverlink.domain.alerts import AlertPolicy, AlertStatus, DeliveryResult
+from recoverlink.domain.catalog import Catalog
+from recoverlink.domain.enrichment import Enricher
+from recoverlink.domain.rules import RuleSet
 from recoverlink.ingest import ingest_webhook
 from recoverlink.store.engine import Store
 from recoverlink.store.schema import alerts, notifications
 from tests.conftest import FakeClock, fixture_body
 
 POLICY = AlertPolicy()
+ENRICHER = Enricher(Catalog(entries={}, teams={}), RuleSet((), "test"))
 
 
 def ingest(store: Store, name: str, clock: FakeClock) -> object:
-    return ingest_webhook(store, fixture_body(name), POLICY, clock())
+    return ingest_webhook(store, fixture_body(name), POLICY, ENRICHER, clock())
 
 
 def episode_rows(store: Store) -> list[tuple[str, str]]:
@@ -35,9 +39,9 @@ def count(store: Store, table: object) -> int:
 def test_duplicate_notification_from_ha_pair_creates_one_row_per_alert(
     store: Store, clock: FakeClock
 ) -> None:
-    first = ingest_webhook(store, fixture_body("ha_duplicate_a.json"), POLICY, clock())
+    first = ingest_webhook(store, fixture_body("ha_duplicate_a.json"), POLICY, ENRICHER, clock())
     clock.now += timedelta(seconds=2)
-    second = ingest_webhook(store, fixture_body("ha_duplicate_b.json"), POLICY, clock())
+    second = ingest_webhook(store, fixture_body("ha_duplicate_b.json"), POLICY, ENRICHER, clock())
     assert not first.duplicate and second.duplicate
     assert second.notification_id == first.notification_id
     assert len(episode_rows(store)) == 1
@@ -46,10 +50,10 @@ def test_duplicate_notification_from_ha_pair_creates_one_row_per_alert(
 
 
 def test_same_delivery_twice_changes_nothing_but_the_delivery_count(store: Store, clock: FakeClock) -> None:
-    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, clock())
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock())
     with store.read() as conn:
         before = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
-    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, clock())
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock())
     with store.read() as conn:
         after = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
         deliveries = conn.execute(select(notifications.c.delivery_count)).scalar_one()
@@ -59,7 +63,7 @@ def test_same_delivery_twice_changes_nothing_but_the_delivery_count(store: Store
 
 def test_resolve_marks_the_episode_resolved(store: Store, clock: FakeClock) -> None:
     ingest(store, "firing_single.json", clock)
-    outcome = ingest_webhook(store, fixture_body("resolved_single.json"), POLICY, clock())
+    outcome = ingest_webhook(store, fixture_body("resolved_single.json"), POLICY, ENRICHER, clock())
     assert episode_rows(store) == [("a1d644f09ee6a3f0", "resolved")]
     assert outcome.alert_results == {(AlertStatus.RESOLVED, DeliveryResult.NEW): 1}
 
@@ -69,7 +73,9 @@ def test_late_firing_from_the_other_member_does_not_reopen_a_resolved_episode(
 ) -> None:
     ingest(store, "firing_single.json", clock)
     ingest(store, "resolved_single.json", clock)
-    outcome = ingest_webhook(store, fixture_body("ha_stale_firing_after_resolved.json"), POLICY, clock())
+    outcome = ingest_webhook(
+        store, fixture_body("ha_stale_firing_after_resolved.json"), POLICY, ENRICHER, clock()
+    )
     assert episode_rows(store) == [("a1d644f09ee6a3f0", "resolved")]
     assert outcome.alert_results == {(AlertStatus.FIRING, DeliveryResult.STALE): 1}
 
@@ -80,7 +86,7 @@ def test_truncated_notification_never_resolves_the_alerts_it_left_out(store: Sto
     document = json.loads(fixture_body("firing_group.json"))
     document["alerts"] = document["alerts"][:2]
     document["truncatedAlerts"] = 1
-    ingest_webhook(store, json.dumps(document).encode(), POLICY, clock())
+    ingest_webhook(store, json.dumps(document).encode(), POLICY, ENRICHER, clock())
     assert [status for _, status in episode_rows(store)] == ["firing", "firing", "firing"]
 
 
@@ -109,7 +115,7 @@ def test_resolved_group_keeps_the_earlier_end_of_an_already_resolved_alert(
 
 def test_raw_body_is_kept_as_received(store: Store, clock: FakeClock) -> None:
     body = fixture_body("firing_single.json")
-    ingest_webhook(store, body, POLICY, clock())
+    ingest_webhook(store, body, POLICY, ENRICHER, clock())
     with store.read() as conn:
         assert conn.execute(select(notifications.c.raw_body)).scalar_one() == body
 
@@ -117,7 +123,7 @@ def test_raw_body_is_kept_as_received(store: Store, clock: FakeClock) -> None:
 def test_odd_alert_is_stored_with_its_flags(store: Store, clock: FakeClock) -> None:
     document = json.loads(fixture_body("firing_single.json"))
     del document["alerts"][0]["labels"]["service"]
-    outcome = ingest_webhook(store, json.dumps(document).encode(), POLICY, clock())
+    outcome = ingest_webhook(store, json.dumps(document).encode(), POLICY, ENRICHER, clock())
     assert outcome.flagged_alerts == 1
     with store.read() as conn:
         assert conn.execute(select(alerts.c.flags)).scalar_one() == ["missing-service"]
@@ -145,7 +151,7 @@ def test_concurrent_duplicate_deliveries_create_one_row_per_episode(
     def deliver() -> None:
         barrier.wait()
         try:
-            outcomes.append(ingest_webhook(store, body, POLICY, clock()))
+            outcomes.append(ingest_webhook(store, body, POLICY, ENRICHER, clock()))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from recoverlink.config.loader import sqlite_url
 from recoverlink.domain.tokens import Role
+from recoverlink.store import migrate
 from recoverlink.store.engine import Store, make_engine
 from recoverlink.store.tokens import register_token
 from recoverlink.web import create_app
@@ -38,7 +39,7 @@ def test_not_ready_on_an_unmigrated_store(tmp_path: Path) -> None:
     app = create_app(settings, store=store, registry=CollectorRegistry(), environ={})
     response = app.test_client().get("/-/ready")
     assert response.status_code == 503
-    assert "needs 0001" in (response.json or {})["error"]["message"]
+    assert f"needs {migrate.head_revision()}" in (response.json or {})["error"]["message"]
 
 
 def test_metrics_exposes_the_ingest_metrics_in_text_format(client: FlaskClient) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recoverlink.domain.alerts import Alert, AlertPolicy, AlertStatus, Notification, flag_alert
+from recoverlink.domain.enrichment import AlertFacts
 from recoverlink.domain.errors import PayloadInvalid
 
 # Alertmanager sends Go's zero time for "no end yet".
@@ -131,3 +132,28 @@ def _to_alert(item: AlertPayload, policy: AlertPolicy) -> Alert:
         generator_url=item.generator_url,
     )
     return Alert(**{**alert.__dict__, "flags": flag_alert(alert, policy)})
+
+
+class SingleAlertPayload(BaseModel):
+    """One alert as an SRE writes it for `explain` or a rule test: labels, maybe annotations."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str = ""
+    status: Literal["firing", "resolved"] = "firing"
+
+
+def alerts_for_explain(document: dict[str, Any]) -> list[AlertFacts]:
+    """A whole webhook payload (every alert in it) or a single alert, as enrichment input."""
+    if "alerts" in document:
+        payload = parse_payload(document)
+        return [AlertFacts(a.labels, a.annotations, a.fingerprint, a.status) for a in payload.alerts]
+    try:
+        single = SingleAlertPayload.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        path = _field_path(first["loc"])
+        raise PayloadInvalid(f"{path}: {first['msg']}", field=path) from exc
+    return [AlertFacts(single.labels, single.annotations, single.fingerprint, single.status)]

@@ -137,7 +137,9 @@ class Enricher:
         placeable = [e for e in catalog.entries.values() if e.kind is not EntityKind.SYSTEM]
         self._selected = [e for e in placeable if e.selector is not None]
         self._selector_index = MatcherIndex.build([e.selector or () for e in self._selected])
-        self._by_name = {e.name: e for e in placeable if e.selector is None}
+        # A component and a resource may share a name; the `service` label means the component.
+        by_kind = sorted(placeable, key=lambda e: e.kind is EntityKind.COMPONENT)
+        self._by_name = {e.name: e for e in by_kind if e.selector is None}
 
     def enrich(self, alert: AlertFacts) -> Enrichment:
         plan = _Plan([self.ruleset.rules[i] for i in self._matching_rules(alert.labels)])
@@ -349,3 +351,48 @@ def _team_context(catalog: Catalog, owner: str | None) -> dict[str, Any]:
     if team is None:
         return {"name": owner or ""}
     return {"name": team.name, "display_name": team.display_name, "contacts": dict(team.contacts)}
+
+
+def enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
+    """A JSON-ready form of an enrichment, stored with the alert episode and shown by the API."""
+    itsm = enrichment.itsm
+    return {
+        "ruleset_version": enrichment.ruleset_version,
+        "service": enrichment.service,
+        "service_ref": enrichment.service_ref,
+        "owner": enrichment.owner,
+        "owner_source": enrichment.owner_source.value,
+        "tier": enrichment.tier,
+        "system": enrichment.system,
+        "depends_on": list(enrichment.depends_on),
+        "journeys": list(enrichment.journeys),
+        "segments": list(enrichment.segments),
+        "runbook_url": enrichment.runbook_url,
+        "dashboard_url": enrichment.dashboard_url,
+        "itsm": {k: v for k, v in vars(itsm).items() if v is not None},
+        "impact_sources": list(enrichment.impact_sources),
+        "verified_by": enrichment.verified_by,
+        "fields": dict(enrichment.fields),
+        "labels": dict(enrichment.labels),
+        "impact": enrichment.impact,
+        "urgency": enrichment.urgency,
+        "priority": enrichment.priority,
+        "correlation_key": enrichment.correlation_key,
+        "resolution": enrichment.resolution.value,
+        "reopen_window_seconds": enrichment.reopen_window.total_seconds(),
+        "stale_after_seconds": enrichment.stale_after.total_seconds(),
+        "storm": _storm_record(enrichment.storm),
+        "matched_rules": list(enrichment.matched_rules),
+        "misses": [m.value for m in enrichment.misses],
+        "template_errors": list(enrichment.template_errors),
+    }
+
+
+def _storm_record(storm: StormThreshold | None) -> dict[str, Any] | None:
+    if storm is None:
+        return None
+    return {
+        "max_new_recoveries": storm.max_new_recoveries,
+        "window_seconds": storm.window.total_seconds(),
+        "scope": storm.scope.value,
+    }

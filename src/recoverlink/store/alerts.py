@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,12 +81,18 @@ def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> dict[EpisodeK
 
 
 def insert_episodes(
-    conn: Connection, new: Sequence[Alert], notification_id: int, now: datetime
+    conn: Connection,
+    new: Sequence[Alert],
+    notification_id: int,
+    now: datetime,
+    enrichments: Mapping[EpisodeKey, Mapping[str, Any]] | None = None,
 ) -> set[EpisodeKey]:
-    """Insert new episodes; returns the keys this call inserted (another writer may win a race)."""
+    """Insert new episodes with their enrichment; returns the keys this call inserted (a
+    concurrent writer may win a race for the others)."""
     if not new:
         return set()
     at = to_db_time(now)
+    enrichments = enrichments or {}
     rows = [
         {
             "fingerprint": a.fingerprint,
@@ -101,6 +107,8 @@ def insert_episodes(
             "last_seen_at": at,
             "resolved_at": at if a.status is AlertStatus.RESOLVED else None,
             "first_notification_id": notification_id,
+            "enrichment": dict(enrichments[a.episode_key]) if a.episode_key in enrichments else None,
+            "ruleset_version": (enrichments.get(a.episode_key) or {}).get("ruleset_version"),
         }
         for a in new
     ]
@@ -191,6 +199,7 @@ class EpisodeRow:
     first_seen_at: datetime
     last_seen_at: datetime
     resolved_at: datetime | None
+    enrichment: dict[str, Any] | None
 
 
 def list_episodes(
@@ -229,4 +238,5 @@ def _episode_row(row: Any) -> EpisodeRow:
         first_seen_at=from_db_time(row.first_seen_at),
         last_seen_at=from_db_time(row.last_seen_at),
         resolved_at=maybe(row.resolved_at),
+        enrichment=row.enrichment,
     )

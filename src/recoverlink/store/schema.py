@@ -66,6 +66,9 @@ alerts = Table(
     Column("last_seen_at", DateTime(), nullable=False),
     Column("resolved_at", DateTime(), nullable=True),
     Column("first_notification_id", Id, ForeignKey("notifications.id"), nullable=False),
+    # What enrichment decided when the episode was first seen, and the rule-set version it used.
+    Column("enrichment", Json, nullable=True),
+    Column("ruleset_version", String(32), nullable=True),
     # An episode is (fingerprint, startsAt): one row, whatever the number of deliveries.
     UniqueConstraint("fingerprint", "starts_at"),
     Index(None, "status", "last_seen_at"),
@@ -81,4 +84,14 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(), nullable=False),
     Column("revoked_at", DateTime(), nullable=True),
+)
+
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # The content hash of a validated catalog + rules; every process polls for the newest one.
+    Column("version", String(32), nullable=False),
+    Column("announced_at", DateTime(), nullable=False),
+    Column("announced_by", String(200), nullable=False),
 )

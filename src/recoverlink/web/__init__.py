@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 
+from recoverlink.config.enrichment_loader import LoadedEnrichment, load_enrichment
 from recoverlink.config.loader import Settings
 from recoverlink.config.model import WebhookAuth
 from recoverlink.config.secrets import read_secret
 from recoverlink.logs import request_id
+from recoverlink.reload import ConfigFollower, LiveEnrichment
 from recoverlink.store.engine import Store, StoreOptions, make_engine
 from recoverlink.telemetry import Metrics
 from recoverlink.web import api, ops, webhook
@@ -36,9 +38,16 @@ def create_app(
     store: Store | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], datetime] = utc_now,
+    enrichment: LoadedEnrichment | None = None,
+    follow_config: bool = False,
 ) -> Flask:
-    """Build the app for `settings`; tests pass their own store, registry and clock."""
+    """Build the app for `settings`; tests pass their own store, registry, clock and enrichment.
+
+    `follow_config` starts the thread that follows config reloads announced by other processes.
+    """
     config = settings.config
+    if enrichment is None:
+        enrichment = load_enrichment(config, settings.config_path.parent, str(settings.config_path))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.webhook.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -48,8 +57,12 @@ def create_app(
         metrics=Metrics(registry or CollectorRegistry()),
         webhook_credentials=webhook_credentials(config.webhook.auth, environ or os.environ),
         alert_policy=config.webhook.alert_policy(),
+        enrichment=LiveEnrichment(enrichment),
         clock=clock,
     )
+    rt.metrics.reload_succeeded(clock().timestamp())
+    if follow_config:
+        ConfigFollower(settings.config_path, rt.enrichment, rt.store, rt.metrics, clock=clock).start()
     app.extensions[EXTENSION] = rt
     for blueprint in (webhook.bp, ops.bp, api.bp):
         app.register_blueprint(blueprint)

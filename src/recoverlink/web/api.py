@@ -8,9 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from recoverlink.adapters.alertmanager import alerts_for_explain, decode_body
 from recoverlink.domain.alerts import AlertStatus
 from recoverlink.domain.errors import PayloadInvalid
 from recoverlink.domain.tokens import Role
+from recoverlink.explain import explain_alerts
 from recoverlink.store.alerts import list_episodes
 from recoverlink.web.auth import require_role
 from recoverlink.web.runtime import runtime
@@ -60,3 +62,13 @@ def alerts() -> Response:
     items = [{k: _json_value(v) for k, v in asdict(row).items()} for row in rows]
     next_cursor = rows[-1].id if len(rows) == limit else None
     return jsonify({"items": items, "next_cursor": next_cursor})
+
+
+@bp.post("/explain")
+@require_role(Role.VIEWER)
+def explain() -> Response:
+    """Explain the enrichment of a single alert or of every alert in a webhook payload."""
+    document = decode_body(request.get_data(cache=False))
+    alerts = alerts_for_explain(document)
+    enricher = runtime().enrichment.current.enricher
+    return jsonify({"ruleset_version": enricher.ruleset.version, "alerts": explain_alerts(enricher, alerts)})

@@ -6,8 +6,11 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from recoverlink.domain.errors import StoreUnavailable
+from recoverlink.domain.tokens import Role
+from recoverlink.reload import reload_and_announce
 from recoverlink.store import migrate
 from recoverlink.telemetry import render_metrics
+from recoverlink.web.auth import require_role
 from recoverlink.web.runtime import runtime
 
 bp = Blueprint("ops", __name__)
@@ -42,3 +45,24 @@ def _not_ready(reason: str) -> Response:
 def metrics() -> Response:
     body, content_type = render_metrics(runtime().metrics.registry)
     return Response(body, content_type=content_type)
+
+
+@bp.post("/-/reload")
+@require_role(Role.ADMIN)
+def reload() -> Response:
+    """Validate catalog and rules on disk; swap and announce them, or keep the running ones and say why."""
+    rt = runtime()
+    outcome = reload_and_announce(rt.settings.config_path, rt.enrichment, rt.store, rt.metrics, rt.clock())
+    if outcome.ok:
+        return jsonify({"status": "reloaded", "version": outcome.version, "changed": outcome.changed})
+    response = jsonify(
+        {
+            "error": {
+                "code": "config-invalid",
+                "message": f"reload failed; still running version {outcome.version}",
+                "errors": list(outcome.errors),
+            }
+        }
+    )
+    response.status_code = 400
+    return response

@@ -10,6 +10,7 @@ from flask import current_app
 
 from recoverlink.config.loader import Settings
 from recoverlink.domain.alerts import AlertPolicy
+from recoverlink.reload import LiveEnrichment
 from recoverlink.store.engine import Store
 from recoverlink.telemetry import Metrics
 from recoverlink.web.credentials import WebhookCredentials
@@ -24,6 +25,7 @@ class Runtime:
     metrics: Metrics
     webhook_credentials: WebhookCredentials
     alert_policy: AlertPolicy
+    enrichment: LiveEnrichment
     clock: Callable[[], datetime]
 
 

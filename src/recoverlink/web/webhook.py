@@ -34,7 +34,7 @@ def alertmanager() -> Response:
         limit = rt.settings.config.webhook.max_body_bytes
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from exc
     try:
-        outcome = ingest_webhook(rt.store, body, rt.alert_policy, rt.clock())
+        outcome = ingest_webhook(rt.store, body, rt.alert_policy, rt.enrichment.current.enricher, rt.clock())
     except PayloadInvalid as exc:
         counter.labels(outcome="rejected").inc()
         log.info("notification rejected", extra={"reason": exc.message})
@@ -51,6 +51,8 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
     rt.metrics.notifications.labels(outcome=status).inc()
     for (alert_status, result), count in outcome.alert_results.items():
         rt.metrics.alerts_received.labels(status=alert_status.value, result=result.value).inc(count)
+    for reason, count in outcome.misses.items():
+        rt.metrics.enrichment_misses.labels(reason=reason.value).inc(count)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
     log.info(
         "notification stored",

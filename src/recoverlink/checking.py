@@ -1,0 +1,41 @@
+"""`recoverlink check`: validate one file of any kind recoverlink reads, and summarise it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recoverlink.config.enrichment_loader import load_enrichment
+from recoverlink.config.loader import load_config
+from recoverlink.config.rules_loader import load_rule_files
+from recoverlink.config.templates import TemplateCompiler
+from recoverlink.config.yamlfile import load_yaml
+from recoverlink.domain.errors import ConfigError, ConfigErrors
+from recoverlink.rule_testing import load_tests
+
+
+def check_file(path: Path) -> str:
+    """Validate `path` by what it holds; returns a one-line summary or raises ConfigErrors."""
+    node = load_yaml(path)
+    keys = set(node) if isinstance(node, dict) else set()
+    if "webhook" in keys:
+        config = load_config(path)
+        loaded = load_enrichment(config, path.parent, str(path))
+        catalog = loaded.enricher.catalog
+        return (
+            f"{path}: config valid; catalog {len(catalog.entries)} entities, {len(catalog.teams)} teams; "
+            f"{len(loaded.enricher.ruleset.rules)} rules; rule-set version {loaded.version}"
+        )
+    if "rules" in keys:
+        rules = load_rule_files([path], TemplateCompiler())
+        return f"{path}: {len(rules)} rules valid"
+    if "tests" in keys:
+        return f"{path}: {len(load_tests([path]))} rule tests valid"
+    raise ConfigErrors(
+        [
+            ConfigError(
+                str(path),
+                "not a file recoverlink checks",
+                hint="expected a config (webhook:), a rule file (rules:) or a rule test file (tests:)",
+            )
+        ]
+    )

@@ -1,0 +1,91 @@
+"""Ingest enriches every new episode with the shipped catalog and rules, and explains it over the API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+
+from recoverlink.config.loader import load_settings
+from recoverlink.domain.tokens import Role
+from recoverlink.store.alerts import list_episodes
+from recoverlink.store.engine import Store
+from recoverlink.store.tokens import register_token
+from recoverlink.web import create_app
+from tests.conftest import bearer, fixture_body, make_settings
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "recoverlink.yaml"
+
+
+@pytest.fixture
+def example_app(store: Store, tmp_path: Path) -> Flask:
+    settings = load_settings(EXAMPLE, {"RECOVERLINK_DATABASE_URL": str(store.engine.url)})
+    # The example's webhook token is generated into var/ on first start; tests use a known one.
+    webhook = make_settings(tmp_path).config.webhook
+    settings = replace(settings, config=settings.config.model_copy(update={"webhook": webhook}))
+    return create_app(settings, store=store, registry=CollectorRegistry(), environ={})
+
+
+@pytest.fixture
+def example_client(example_app: Flask) -> FlaskClient:
+    return example_app.test_client()
+
+
+def test_new_episode_is_stamped_with_enrichment_and_ruleset_version(
+    example_app: Flask, example_client: FlaskClient, store: Store
+) -> None:
+    assert example_client.post(
+        "/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer()
+    )
+    with store.read() as conn:
+        (episode,) = list_episodes(conn, limit=10)
+    enrichment = episode.enrichment or {}
+    version = example_app.extensions["recoverlink"].enrichment.current.version
+    assert enrichment["ruleset_version"] == version
+    assert enrichment["service"] == "payments-api"
+    assert enrichment["owner"] == "payments"
+    assert enrichment["priority"] == "P1"
+    assert enrichment["matched_rules"] == ["checkout-outage"]
+
+
+def test_enrichment_misses_are_counted_once_per_new_episode(
+    example_app: Flask, example_client: FlaskClient
+) -> None:
+    body = fixture_body("firing_single.json").replace(b'"service":"payments-api"', b'"service":"nowhere"')
+    body = body.replace(b'"service": "payments-api"', b'"service": "nowhere"')
+    example_client.post("/webhook/alertmanager", data=body, headers=bearer())
+    example_client.post("/webhook/alertmanager", data=body, headers=bearer())
+    registry = example_app.extensions["recoverlink"].metrics.registry
+    for reason, expected in (("no_service", 1), ("no_owner", 1), ("no_impact_source", 0)):
+        value = registry.get_sample_value("recoverlink_enrichment_misses_total", {"reason": reason})
+        assert value == expected, reason
+
+
+def test_explain_api_returns_the_steps_and_the_enrichment(example_client: FlaskClient, store: Store) -> None:
+    with store.write() as conn:
+        register_token(conn, "rl_viewer", Role.VIEWER, "viewer", datetime.now(UTC))
+    response = example_client.post(
+        "/api/v1/explain", data=fixture_body("firing_group.json"), headers=bearer("rl_viewer")
+    )
+    assert response.status_code == 200
+    alerts = (response.json or {})["alerts"]
+    assert len(alerts) == 3
+    assert alerts[0]["enrichment"]["matched_rules"] == ["payments-latency"]
+    assert any(s["kind"] == "rule" and s["matched"] for s in alerts[0]["steps"])
+
+
+def test_explain_api_rejects_bad_input_with_the_field(example_client: FlaskClient, store: Store) -> None:
+    with store.write() as conn:
+        register_token(conn, "rl_viewer", Role.VIEWER, "viewer", datetime.now(UTC))
+    response = example_client.post("/api/v1/explain", data=b'{"labels": 5}', headers=bearer("rl_viewer"))
+    assert response.status_code == 400
+    assert (response.json or {})["error"]["field"] == "labels"
+
+
+def test_explain_api_needs_a_token(example_client: FlaskClient) -> None:
+    assert example_client.post("/api/v1/explain", data=b"{}").status_code == 401

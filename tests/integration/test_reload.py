@@ -74,6 +74,18 @@ def rt(app: Flask) -> Runtime:
     return value
 
 
+def follower_of(config_dir: Path, app: Flask, store: Store) -> ConfigFollower:
+    """What a second process runs to follow reloads announced by the first."""
+    runtime = rt(app)
+    return ConfigFollower(
+        config_dir / "recoverlink.yaml",
+        runtime.enrichment,
+        store,
+        runtime.metrics,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
 def stored_markers(store: Store) -> list[tuple[str, str]]:
     with store.read() as conn:
         rows = conn.exec_driver_sql("SELECT enrichment FROM alerts").all()
@@ -122,13 +134,7 @@ def test_other_processes_follow_a_successful_reload(
     config_dir: Path, store: Store, admin: dict[str, str]
 ) -> None:
     leader, follower_app = make_app(config_dir, store), make_app(config_dir, store)
-    follower = ConfigFollower(
-        config_dir / "recoverlink.yaml",
-        rt(follower_app).enrichment,
-        store,
-        rt(follower_app).metrics,
-        clock=lambda: datetime.now(UTC),
-    )
+    follower = follower_of(config_dir, follower_app, store)
     (config_dir / "rules.yaml").write_text(rules("v2"))
     version = (leader.test_client().post("/-/reload", headers=admin).json or {})["version"]
     assert follower.follow_once()
@@ -137,13 +143,7 @@ def test_other_processes_follow_a_successful_reload(
 
 def test_followers_ignore_a_failed_reload(config_dir: Path, store: Store, admin: dict[str, str]) -> None:
     leader, follower_app = make_app(config_dir, store), make_app(config_dir, store)
-    follower = ConfigFollower(
-        config_dir / "recoverlink.yaml",
-        rt(follower_app).enrichment,
-        store,
-        rt(follower_app).metrics,
-        clock=lambda: datetime.now(UTC),
-    )
+    follower = follower_of(config_dir, follower_app, store)
     before = rt(follower_app).enrichment.current.version
     (config_dir / "rules.yaml").write_text("rules: [")
     assert leader.test_client().post("/-/reload", headers=admin).status_code == 400

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 
 from recoverlink.config.catalog_refs import (
     EMPTY_SELECTOR_HINT,
@@ -25,6 +25,7 @@ from recoverlink.config.catalog_refs import (
     TeamDraft,
     normalise_ref,
 )
+from recoverlink.config.model import Strict
 from recoverlink.config.yamlfile import load_yaml, validate
 from recoverlink.domain.catalog import DEFAULT_NAMESPACE, CatalogEntry, EntityKind, ItsmRouting, Team
 from recoverlink.domain.errors import ConfigErrors
@@ -43,10 +44,6 @@ def _url(value: str) -> str:
 Url = Annotated[str, AfterValidator(_url)]
 Text = Annotated[str, StringConstraints(min_length=1)]
 Loc = tuple[int | str, ...]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ContactsModel(Strict):

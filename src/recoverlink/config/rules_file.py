@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from recoverlink.config.durations import Duration
+from recoverlink.config.model import StormConfig, Strict
 
 _LEVELS = {"high": 1, "medium": 2, "low": 3}
 
@@ -19,16 +20,6 @@ def _level(value: object) -> object:
 
 
 Level = Annotated[int, BeforeValidator(_level), Field(ge=1, le=3)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StormModel(Strict):
-    max_new_recoveries: int = Field(gt=0)
-    per: Duration
-    scope: Literal["team", "service"] = "service"
 
 
 class SetModel(Strict):
@@ -49,7 +40,7 @@ class RuleModel(Strict):
     resolution: Literal["close", "comment", "monitor"] | None = None
     reopen_window: Duration | None = None
     stale_after: Duration | None = None
-    storm: StormModel | None = None
+    storm: StormConfig | None = None
     continue_: bool = Field(default=False, alias="continue")
 
 

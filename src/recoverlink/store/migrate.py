@@ -6,11 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"
 
 
 def _alembic_config() -> AlembicConfig:
@@ -26,8 +26,15 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, None when it was never migrated.
+
+    Read with plain SQL: readiness probes call this every few seconds, and Alembic's migration
+    context logs each time it is configured."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+        return str(revision) if revision is not None else None
 
 
 def is_migrated(engine: Engine) -> bool:

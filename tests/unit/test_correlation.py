@@ -10,7 +10,6 @@ from recoverlink.domain.correlation import (
     CorrelationOutcome,
     EpisodeToPlace,
     RecoveryCandidate,
-    is_within_window,
     open_or_attach_recovery,
 )
 from recoverlink.domain.rules import StormScope, StormThreshold
@@ -101,11 +100,3 @@ def test_below_the_storm_threshold_a_new_recovery_opens() -> None:
 def test_without_storm_settings_there_is_never_a_storm() -> None:
     decision = open_or_attach_recovery(replace(EPISODE, storm=None), Candidates(recent_openings=10_000))
     assert decision.outcome is CorrelationOutcome.OPENED
-
-
-def test_reopen_window_is_counted_from_fix_deployed() -> None:
-    window = timedelta(hours=1)
-    assert is_within_window(NOW - window, NOW, window)
-    assert not is_within_window(NOW - window - timedelta(seconds=1), NOW, window)
-    assert not is_within_window(None, NOW, window)
-    assert not is_within_window(NOW + timedelta(seconds=1), NOW, window)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from recoverlink.domain.recovery_state import is_within_reopen_window
 from recoverlink.domain.rules import StormScope, StormThreshold
 
 
@@ -85,7 +86,11 @@ def open_or_attach_recovery(
     if open_same is not None:
         return CorrelationDecision(CorrelationOutcome.ATTACHED, open_same.id, reason="same correlation key")
     fixed = next((c for c in candidates.same_key if c.fix_deployed_at is not None), None)
-    if fixed is not None and is_within_window(fixed.fix_deployed_at, episode.fired_at, episode.reopen_window):
+    if (
+        fixed is not None
+        and fixed.fix_deployed_at is not None
+        and is_within_reopen_window(fixed.fix_deployed_at, episode.fired_at, episode.reopen_window)
+    ):
         return CorrelationDecision(
             CorrelationOutcome.REOPENED, fixed.id, reason="fired again within the reopen window"
         )
@@ -95,10 +100,6 @@ def open_or_attach_recovery(
         return CorrelationDecision(CorrelationOutcome.SYMPTOM, upstream.id, reason=reason)
     linked_to = candidates.same_key[0].id if candidates.same_key else None
     return _storm_or_open(episode, candidates, linked_to)
-
-
-def is_within_window(since: datetime | None, at: datetime, window: timedelta) -> bool:
-    return since is not None and timedelta(0) <= at - since <= window
 
 
 def _dependency(

@@ -6,7 +6,8 @@ RecoverlinkError
 │   ├── PayloadTooLarge        413
 │   ├── Unauthorized           401
 │   ├── Forbidden              403
-│   └── NotFound               404
+│   ├── NotFound               404
+│   └── TransitionNotAllowed   409 (current state, requested move, the allowed targets)
 ├── ConfigError                a config, catalog or rules file is wrong (path, line, col, hint)
 │   └── ConfigErrors           several of them at once
 ├── DependencyError            a remote dependency failed (retryable, reason)
@@ -59,6 +60,42 @@ class Forbidden(InputError):
 class NotFound(InputError):
     code = "not-found"
     status = 404
+
+
+class TransitionNotAllowed(InputError):
+    """A recovery cannot take this event or move in its current state; `allowed` says where it can go.
+
+    `requested` is the target state of an operator move, else the event kind. States are plain strings
+    here so that this module stays a leaf.
+    """
+
+    code = "transition-not-allowed"
+    status = 409
+
+    def __init__(
+        self,
+        recovery_id: str | None,
+        current: str,
+        requested: str,
+        allowed: Sequence[str],
+        reason: str | None = None,
+    ) -> None:
+        self.recovery_id = recovery_id
+        self.current = str(current)
+        self.requested = str(requested)
+        self.allowed = tuple(str(target) for target in allowed)
+        self.reason = reason
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Say what was refused, why, and which targets the recovery can be moved to instead."""
+        which = f"recovery {self.recovery_id}" if self.recovery_id else "the recovery"
+        why = f": {self.reason}" if self.reason else ""
+        targets = ", ".join(self.allowed) or "none"
+        return (
+            f"{self.requested} is not allowed for {which} in state {self.current}{why}; "
+            f"allowed targets: {targets}"
+        )
 
 
 class ConfigError(RecoverlinkError):

@@ -24,6 +24,7 @@ from recoverlink.domain.alerts import (
     notification_dedup_key,
 )
 from recoverlink.domain.enrichment import AlertFacts, Enricher, Enrichment, MissReason, enrichment_record
+from recoverlink.recovery_tracking import TrackingOutcome, track_recoveries
 from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
 
@@ -37,6 +38,7 @@ class IngestOutcome:
     flagged_alerts: int
     # Enrichment misses of the episodes this delivery created.
     misses: Counter[MissReason]
+    recoveries: TrackingOutcome
 
 
 def ingest_webhook(
@@ -50,9 +52,11 @@ def ingest_webhook(
     notification = to_notification(parse_payload(document), policy)
     dedup_key = notification_dedup_key(document)
     enrichments: dict[tuple[str, datetime], Enrichment] = {}
+    cache = _Enrichments(enricher, enrichments)
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
-        decisions = _apply_episodes(conn, notification, recorded.id, now, _Enrichments(enricher, enrichments))
+        decisions = _apply_episodes(conn, notification, recorded.id, now, cache)
+        tracked = track_recoveries(conn, decisions, cache.of, notification.group_key, now)
     created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
     return IngestOutcome(
         notification_id=recorded.id,
@@ -60,6 +64,7 @@ def ingest_webhook(
         alert_results=Counter((d.alert.status, d.result) for d in decisions),
         flagged_alerts=sum(1 for a in notification.alerts if a.flags),
         misses=Counter(miss for key in created for miss in enrichments[key].misses),
+        recoveries=tracked,
     )
 
 

@@ -1,7 +1,7 @@
 """Correlation: which recovery a newly seen alert episode belongs to. Pure; the store supplies candidates.
 
 In order of preference (DESIGN.md, issue [recoveries]):
-1. the open recovery with the same correlation key;
+1. the open recovery with the same correlation key (open: collecting alerts, fix not yet deployed);
 2. a recovery with that key whose fix was deployed within the reopen window: reopen it;
 3. the open recovery of a service this one depends on, opened within the blast-radius window:
    join it as a downstream symptom instead of opening a second incident;
@@ -37,7 +37,7 @@ class RecoveryCandidate:
     correlation_key: str
     service_ref: str | None
     team: str | None
-    is_open: bool  # not closed, canceled or postmortem-complete
+    is_open: bool  # still collecting alerts: its fix is not deployed yet
     opened_at: datetime
     fix_deployed_at: datetime | None
     is_storm_parent: bool = False
@@ -107,7 +107,8 @@ def _dependency(
 ) -> RecoveryCandidate | None:
     wanted = set(episode.depends_on)
     for candidate in dependencies:
-        recent = timedelta(0) <= episode.fired_at - candidate.opened_at <= blast_radius
+        # Either may come first: an alert's startsAt precedes its delivery by group_wait and more.
+        recent = abs(episode.fired_at - candidate.opened_at) <= blast_radius
         if candidate.is_open and candidate.service_ref in wanted and recent:
             return candidate
     return None

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -94,4 +96,70 @@ config_versions = Table(
     Column("version", String(32), nullable=False),
     Column("announced_at", DateTime(), nullable=False),
     Column("announced_by", String(200), nullable=False),
+)
+
+recoveries = Table(
+    "recoveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("correlation_key", String(255), nullable=False),
+    # The correlation key until the fix is deployed, NULL after: unique, so two processes that
+    # correlate alerts of the same new failure at once open one recovery (NULLs never collide).
+    Column("open_key", String(255), nullable=True, unique=True),
+    Column("state", String(32), nullable=False),
+    Column("title", Text(), nullable=False),
+    Column("service", String(255), nullable=True),
+    Column("service_ref", String(255), nullable=True),
+    Column("team", String(255), nullable=True),
+    Column("priority", String(16), nullable=False),
+    Column("opened_at", DateTime(), nullable=False),
+    Column("state_changed_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+    Column("milestones", Json, nullable=False),
+    Column("owner", String(255), nullable=True),
+    Column("escalation_bounces", Integer(), nullable=False, server_default="0"),
+    Column("reopen_count", Integer(), nullable=False, server_default="0"),
+    Column("incident_resolved", Boolean(), nullable=False, server_default="0"),
+    Column("incident_closed", Boolean(), nullable=False, server_default="0"),
+    Column("itsm_configured", Boolean(), nullable=False),
+    Column("resolution_policy", String(16), nullable=False),
+    Column("reopen_window_seconds", Float(), nullable=False),
+    Column("linked_to", Id, ForeignKey("recoveries.id"), nullable=True),
+    Column("storm", Boolean(), nullable=False, server_default="0"),
+    Column("storm_episodes", Integer(), nullable=False, server_default="0"),
+    Column("symptoms", Integer(), nullable=False, server_default="0"),
+    Column("workaround", Text(), nullable=True),
+    Column("public_message", Text(), nullable=True),
+    Index(None, "state", "id"),
+    Index(None, "team", "id"),
+    Index(None, "service", "id"),
+    Index(None, "correlation_key", "id"),
+    Index(None, "opened_at"),
+)
+
+recovery_alerts = Table(
+    "recovery_alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("recovery_id", Id, ForeignKey("recoveries.id"), nullable=False),
+    # An episode belongs to exactly one recovery.
+    Column("alert_id", Id, ForeignKey("alerts.id"), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # member | symptom | storm
+    Column("attached_at", DateTime(), nullable=False),
+    Index(None, "recovery_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("recovery_id", Id, ForeignKey("recoveries.id"), nullable=True),
+    Column("at", DateTime(), nullable=False),
+    Column("source", String(16), nullable=False),  # alertmanager | itsm | operator | worker
+    Column("actor", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),  # transition | correlation | enrichment | owner | ...
+    Column("from_state", String(32), nullable=True),
+    Column("to_state", String(32), nullable=True),
+    Column("details", Json, nullable=False),
+    Index(None, "recovery_id", "id"),
 )

@@ -1,0 +1,215 @@
+"""Inside the ingest transaction: place new episodes in recoveries and move recoveries whose alerts resolved.
+
+The domain decides (correlation, state machine); this module only reads candidates and writes what
+was decided, with an audit entry for every placement and transition.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from recoverlink.domain.alerts import Alert, AlertStatus, EpisodeChange, EpisodeDecision
+from recoverlink.domain.correlation import CorrelationDecision, CorrelationOutcome, EpisodeToPlace
+from recoverlink.domain.correlation import open_or_attach_recovery as correlate
+from recoverlink.domain.enrichment import Enrichment, OwnerSource
+from recoverlink.domain.recovery_state import (
+    RecoveryEvent,
+    RecoveryEventKind,
+    RecoveryState,
+    RecoveryStatus,
+    TransitionSource,
+    apply_event,
+    new_recovery_status,
+    refusal,
+)
+from recoverlink.domain.rules import ResolutionPolicy, StormScope
+from recoverlink.store import recoveries as store
+
+ACTOR = "alertmanager"
+SOURCE = TransitionSource.ALERTMANAGER
+ROLE = {
+    CorrelationOutcome.ATTACHED: "member",
+    CorrelationOutcome.REOPENED: "member",
+    CorrelationOutcome.OPENED: "member",
+    CorrelationOutcome.SYMPTOM: "symptom",
+    CorrelationOutcome.STORM: "storm",
+}
+
+
+@dataclass(frozen=True)
+class OpenedRecovery:
+    """Labels of `recoverlink_recoveries_opened_total` / `_reopened_total`."""
+
+    team: str | None
+    priority: str
+    service: str | None
+
+
+@dataclass
+class TrackingOutcome:
+    opened: list[OpenedRecovery] = field(default_factory=list)
+    reopened: list[OpenedRecovery] = field(default_factory=list)
+    placements: Counter[CorrelationOutcome] = field(default_factory=Counter)
+
+
+def track_recoveries(
+    conn: Connection,
+    decisions: Sequence[EpisodeDecision],
+    enrichment_of: Callable[[Alert], Enrichment],
+    group_key: str,
+    now: datetime,
+) -> TrackingOutcome:
+    """Place every new episode, then apply `alerts_resolved` to recoveries left with none firing."""
+    tracker = _Tracker(conn, now, group_key)
+    changed = [d for d in decisions if d.change in (EpisodeChange.INSERT, EpisodeChange.RESOLVE)]
+    ids = store.alert_ids(conn, [d.alert.episode_key for d in changed])
+    for decision in changed:
+        if decision.change is EpisodeChange.INSERT:
+            alert = decision.alert
+            tracker.place(alert, ids[alert.episode_key], enrichment_of(alert))
+    resolved = {ids[d.alert.episode_key] for d in changed if d.alert.status is AlertStatus.RESOLVED}
+    touched = {store.recovery_of_alert(conn, alert_id) for alert_id in resolved}
+    for recovery_id in sorted(r for r in touched if r is not None):
+        tracker.fix_deployed_if_all_resolved(recovery_id)
+    return tracker.outcome
+
+
+@dataclass
+class _Tracker:
+    """One delivery's recovery work, in its transaction."""
+
+    conn: Connection
+    now: datetime
+    group_key: str
+    outcome: TrackingOutcome = field(default_factory=TrackingOutcome)
+
+    def place(self, alert: Alert, alert_id: int, enrichment: Enrichment) -> None:
+        episode = _episode(alert, enrichment, self.group_key)
+        storm = episode.storm
+        scope = None
+        if storm is not None:
+            scope = (storm.scope, episode.team if storm.scope is StormScope.TEAM else enrichment.service)
+        since = self.now - storm.window if storm is not None else None
+        candidates = store.candidates_for(
+            self.conn, episode.correlation_key, episode.depends_on, scope, since
+        )
+        decision = correlate(episode, candidates)
+        recovery_id = self._apply(decision, alert, enrichment, episode)
+        store.attach_alert(self.conn, recovery_id, alert_id, ROLE[decision.outcome], self.now)
+        self.outcome.placements[decision.outcome] += 1
+        details = {
+            "outcome": decision.outcome.value,
+            "reason": decision.reason,
+            "fingerprint": alert.fingerprint,
+        }
+        self._audit(recovery_id, "correlation", details)
+
+    def _apply(
+        self, decision: CorrelationDecision, alert: Alert, enrichment: Enrichment, episode: EpisodeToPlace
+    ) -> int:
+        labels = OpenedRecovery(enrichment.owner, enrichment.priority, enrichment.service)
+        if decision.outcome is CorrelationOutcome.REOPENED and decision.recovery_id is not None:
+            event = RecoveryEvent(RecoveryEventKind.ALERT_REFIRED, SOURCE, {"fingerprint": alert.fingerprint})
+            if self.transition(decision.recovery_id, event):
+                self.outcome.reopened.append(labels)
+            return decision.recovery_id
+        if decision.recovery_id is not None:
+            return decision.recovery_id
+        recovery_id = self._open(decision, alert, enrichment, episode)
+        if recovery_id is None:
+            # Another delivery opened a recovery with this key between our read and our insert.
+            existing = store.open_recovery_id(self.conn, episode.correlation_key)
+            assert existing is not None, "an open recovery holds the key we could not insert"
+            return existing
+        self.outcome.opened.append(labels)
+        return recovery_id
+
+    def _open(
+        self, decision: CorrelationDecision, alert: Alert, enrichment: Enrichment, episode: EpisodeToPlace
+    ) -> int | None:
+        closes = enrichment.resolution is ResolutionPolicy.CLOSE
+        status = new_recovery_status(self.now, itsm_configured=False, resolution_closes_incident=closes)
+        new = store.NewRecovery(
+            correlation_key=episode.correlation_key,
+            title=_title(alert, enrichment),
+            service=enrichment.service,
+            service_ref=enrichment.service_ref,
+            team=enrichment.owner,
+            priority=enrichment.priority,
+            resolution_policy=enrichment.resolution.value,
+            reopen_window=enrichment.reopen_window,
+            linked_to=decision.linked_to,
+            storm=decision.becomes_storm_parent,
+        )
+        recovery_id = store.open_recovery(self.conn, new, status, self.now)
+        if recovery_id is None:
+            return None
+        details = {"correlation_key": episode.correlation_key, "linked_to": decision.linked_to}
+        self._audit(recovery_id, "opened", {**details, "reason": decision.reason}, RecoveryState.OPENED)
+        if enrichment.owner and enrichment.owner_source in (OwnerSource.CATALOG, OwnerSource.RULE):
+            evidence = {"owner_source": enrichment.owner_source.value}
+            owner_event = RecoveryEvent(
+                RecoveryEventKind.OWNER_KNOWN, SOURCE, evidence, owner=enrichment.owner
+            )
+            self.transition(recovery_id, owner_event)
+        return recovery_id
+
+    def fix_deployed_if_all_resolved(self, recovery_id: int) -> None:
+        # Lock first, count second: two deliveries resolving the last two alerts at once must not
+        # both see the other's alert still firing (PostgreSQL, READ COMMITTED).
+        row = store.load_row(self.conn, recovery_id, for_update=True)
+        if row is None or store.firing_alerts(self.conn, recovery_id) > 0:
+            return
+        event = RecoveryEvent(RecoveryEventKind.ALERTS_RESOLVED, SOURCE, {"reason": "every alert resolved"})
+        self.transition(recovery_id, event, row=row)
+
+    def transition(self, recovery_id: int, event: RecoveryEvent, row: object = None) -> bool:
+        """Apply an event if the state machine accepts it; True when it changed something."""
+        row = row if row is not None else store.load_row(self.conn, recovery_id, for_update=True)
+        status: RecoveryStatus = store.status_of(row)
+        if refusal(status, event) is not None:
+            return False
+        transition = apply_event(status, event, self.now)
+        if transition.changed:
+            store.save_transition(self.conn, row, transition, ACTOR)
+        return transition.changed
+
+    def _audit(
+        self,
+        recovery_id: int,
+        kind: str,
+        details: Mapping[str, object],
+        to_state: RecoveryState | None = None,
+    ) -> None:
+        store.append_audit(
+            self.conn,
+            recovery_id,
+            at=self.now,
+            source=SOURCE.value,
+            actor=ACTOR,
+            kind=kind,
+            details=details,
+            to_state=to_state.value if to_state else None,
+        )
+
+
+def _episode(alert: Alert, enrichment: Enrichment, group_key: str) -> EpisodeToPlace:
+    return EpisodeToPlace(
+        correlation_key=enrichment.correlation_key or f"group/{group_key}",
+        service_ref=enrichment.service_ref,
+        depends_on=enrichment.depends_on,
+        team=enrichment.owner,
+        fired_at=alert.starts_at,
+        reopen_window=enrichment.reopen_window,
+        storm=enrichment.storm,
+    )
+
+
+def _title(alert: Alert, enrichment: Enrichment) -> str:
+    summary = enrichment.fields.get("summary") or alert.annotations.get("summary")
+    return summary or alert.labels.get("alertname", "alert")

@@ -1,0 +1,279 @@
+"""Recoveries, the alerts attached to them, and the append-only audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from recoverlink.domain.correlation import Candidates, RecoveryCandidate
+from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
+from recoverlink.domain.rules import StormScope
+from recoverlink.store.common import from_db_time, insert_for, to_db_time
+from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_alerts
+
+# A recovery collects new alerts until its fix is deployed; a later re-fire reopens it (inside the
+# reopen window) or opens a new, linked recovery.
+COLLECTING_STATES = (
+    RecoveryState.OPENED.value,
+    RecoveryState.IMPACT_CONFIRMED.value,
+    RecoveryState.WORKAROUND_AVAILABLE.value,
+    RecoveryState.FIX_IN_PROGRESS.value,
+)
+
+
+def is_collecting(state: RecoveryState) -> bool:
+    return state.value in COLLECTING_STATES
+
+
+@dataclass(frozen=True)
+class NewRecovery:
+    """What a recovery starts with, from the enrichment of its first episode."""
+
+    correlation_key: str
+    title: str
+    service: str | None
+    service_ref: str | None
+    team: str | None
+    priority: str
+    resolution_policy: str
+    reopen_window: timedelta
+    linked_to: int | None
+    storm: bool
+
+
+def milestones_record(milestones: Mapping[Milestone, datetime]) -> dict[str, str]:
+    return {m.value: at.isoformat() for m, at in milestones.items()}
+
+
+def _milestones(record: Mapping[str, str]) -> dict[Milestone, datetime]:
+    return {Milestone(k): datetime.fromisoformat(v) for k, v in record.items()}
+
+
+def status_of(row: Any) -> RecoveryStatus:
+    return RecoveryStatus(
+        state=RecoveryState(row.state),
+        milestones=_milestones(row.milestones),
+        itsm_configured=row.itsm_configured,
+        resolution_closes_incident=row.resolution_policy == "close",
+        owner=row.owner,
+        escalation_bounces=row.escalation_bounces,
+        reopen_count=row.reopen_count,
+        incident_resolved=row.incident_resolved,
+        incident_closed=row.incident_closed,
+        recovery_id=str(row.id),
+    )
+
+
+def _status_values(status: RecoveryStatus, key: str, now: datetime) -> dict[str, Any]:
+    return {
+        "state": status.state.value,
+        "open_key": key if is_collecting(status.state) else None,
+        "milestones": milestones_record(status.milestones),
+        "owner": status.owner,
+        "escalation_bounces": status.escalation_bounces,
+        "reopen_count": status.reopen_count,
+        "incident_resolved": status.incident_resolved,
+        "incident_closed": status.incident_closed,
+        "updated_at": to_db_time(now),
+    }
+
+
+def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, now: datetime) -> int | None:
+    """Insert an open recovery; None when another writer holds an open one with this key."""
+    at = to_db_time(now)
+    values = {
+        **_status_values(status, new.correlation_key, now),
+        "correlation_key": new.correlation_key,
+        "title": new.title,
+        "service": new.service,
+        "service_ref": new.service_ref,
+        "team": new.team,
+        "priority": new.priority,
+        "opened_at": at,
+        "state_changed_at": at,
+        "itsm_configured": status.itsm_configured,
+        "resolution_policy": new.resolution_policy,
+        "reopen_window_seconds": new.reopen_window.total_seconds(),
+        "linked_to": new.linked_to,
+        "storm": new.storm,
+    }
+    stmt = (
+        insert_for(conn, recoveries)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[recoveries.c.open_key])
+        .returning(recoveries.c.id)
+    )
+    row = conn.execute(stmt).one_or_none()
+    return int(row.id) if row else None
+
+
+def open_recovery_id(conn: Connection, key: str) -> int | None:
+    row = conn.execute(select(recoveries.c.id).where(recoveries.c.open_key == key)).one_or_none()
+    return int(row.id) if row else None
+
+
+def load_row(conn: Connection, recovery_id: int, *, for_update: bool = False) -> Any:
+    query = select(recoveries).where(recoveries.c.id == recovery_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).one_or_none()
+
+
+def save_transition(conn: Connection, row: Any, transition: Transition, actor: str) -> None:
+    """Persist the new status and append the transition to the audit trail."""
+    values = _status_values(transition.status, row.correlation_key, transition.at)
+    if transition.moved:
+        values["state_changed_at"] = to_db_time(transition.at)
+    conn.execute(update(recoveries).where(recoveries.c.id == row.id).values(values))
+    append_audit(
+        conn,
+        row.id,
+        at=transition.at,
+        source=transition.source.value,
+        actor=actor,
+        kind="transition",
+        from_state=transition.from_state.value,
+        to_state=transition.to_state.value,
+        details={
+            "event": transition.kind.value,
+            "stamped": [m.value for m in transition.stamped],
+            "evidence": dict(transition.evidence),
+            "reason": transition.reason,
+        },
+    )
+
+
+def append_audit(
+    conn: Connection,
+    recovery_id: int | None,
+    *,
+    at: datetime,
+    source: str,
+    actor: str,
+    kind: str,
+    details: Mapping[str, Any],
+    from_state: str | None = None,
+    to_state: str | None = None,
+) -> None:
+    """The audit trail is append-only: nothing in recoverlink updates or deletes its rows."""
+    conn.execute(
+        insert(audit_events).values(
+            recovery_id=recovery_id,
+            at=to_db_time(at),
+            source=source,
+            actor=actor,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            details=dict(details),
+        )
+    )
+
+
+def attach_alert(conn: Connection, recovery_id: int, alert_id: int, role: str, now: datetime) -> None:
+    conn.execute(
+        insert_for(conn, recovery_alerts)
+        .values(recovery_id=recovery_id, alert_id=alert_id, role=role, attached_at=to_db_time(now))
+        .on_conflict_do_nothing(index_elements=[recovery_alerts.c.alert_id])
+    )
+    counter = {"symptom": "symptoms", "storm": "storm_episodes"}.get(role)
+    if counter is not None:
+        column = recoveries.c[counter]
+        conn.execute(update(recoveries).where(recoveries.c.id == recovery_id).values({counter: column + 1}))
+
+
+def alert_ids(conn: Connection, keys: Sequence[tuple[str, datetime]]) -> dict[tuple[str, datetime], int]:
+    wanted = {(fp, to_db_time(at)) for fp, at in keys}
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at).where(
+            alerts.c.fingerprint.in_(sorted({fp for fp, _ in wanted}))
+        )
+    )
+    return {
+        (r.fingerprint, from_db_time(r.starts_at)): int(r.id)
+        for r in rows
+        if (r.fingerprint, r.starts_at) in wanted
+    }
+
+
+def recovery_of_alert(conn: Connection, alert_id: int) -> int | None:
+    row = conn.execute(
+        select(recovery_alerts.c.recovery_id).where(recovery_alerts.c.alert_id == alert_id)
+    ).one_or_none()
+    return int(row.recovery_id) if row else None
+
+
+def firing_alerts(conn: Connection, recovery_id: int) -> int:
+    """How many of the recovery's episodes are still firing (a stale one still counts)."""
+    query = (
+        select(func.count())
+        .select_from(recovery_alerts.join(alerts, alerts.c.id == recovery_alerts.c.alert_id))
+        .where(and_(recovery_alerts.c.recovery_id == recovery_id, alerts.c.status == "firing"))
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _candidate(row: Any) -> RecoveryCandidate:
+    fixed = row.milestones.get(Milestone.FIX_DEPLOYED.value)
+    return RecoveryCandidate(
+        id=int(row.id),
+        correlation_key=row.correlation_key,
+        service_ref=row.service_ref,
+        team=row.team,
+        is_open=row.state in COLLECTING_STATES,
+        opened_at=from_db_time(row.opened_at),
+        fix_deployed_at=datetime.fromisoformat(fixed) if fixed else None,
+        is_storm_parent=bool(row.storm),
+    )
+
+
+def candidates_for(
+    conn: Connection,
+    key: str,
+    depends_on: Sequence[str],
+    storm_scope: tuple[StormScope, str | None] | None,
+    storm_since: datetime | None,
+) -> Candidates:
+    """The recoveries correlation weighs for one episode (newest first)."""
+    columns = [
+        recoveries.c.id, recoveries.c.correlation_key, recoveries.c.service_ref, recoveries.c.team,
+        recoveries.c.state, recoveries.c.opened_at, recoveries.c.milestones, recoveries.c.storm,
+    ]  # fmt: skip
+    same = conn.execute(
+        select(*columns).where(recoveries.c.correlation_key == key).order_by(recoveries.c.id.desc()).limit(2)
+    ).all()
+    dependencies: Sequence[Any] = []
+    if depends_on:
+        dependencies = conn.execute(
+            select(*columns)
+            .where(recoveries.c.service_ref.in_(list(depends_on)), recoveries.c.open_key.is_not(None))
+            .order_by(recoveries.c.id.desc())
+            .limit(5)
+        ).all()
+    parent, recent = None, 0
+    if storm_scope is not None and storm_since is not None and storm_scope[1] is not None:
+        scope, value = storm_scope
+        column = recoveries.c.team if scope is StormScope.TEAM else recoveries.c.service
+        recent = int(
+            conn.execute(
+                select(func.count()).where(column == value, recoveries.c.opened_at >= to_db_time(storm_since))
+            ).scalar_one()
+        )
+        parent = conn.execute(
+            select(*columns)
+            .where(column == value, recoveries.c.storm.is_(True), recoveries.c.open_key.is_not(None))
+            .order_by(recoveries.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+    return Candidates(
+        same_key=[_candidate(r) for r in same],
+        dependencies=[_candidate(r) for r in dependencies],
+        storm_parent=_candidate(parent) if parent is not None else None,
+        recent_openings=recent,
+    )

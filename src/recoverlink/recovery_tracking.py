@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -18,6 +19,7 @@ from recoverlink.domain.correlation import CorrelationDecision, CorrelationOutco
 from recoverlink.domain.correlation import open_or_attach_recovery as correlate
 from recoverlink.domain.enrichment import Enrichment, OwnerSource
 from recoverlink.domain.recovery_state import (
+    Milestone,
     RecoveryEvent,
     RecoveryEventKind,
     RecoveryState,
@@ -50,11 +52,21 @@ class OpenedRecovery:
     service: str | None
 
 
+@dataclass(frozen=True)
+class OwnershipLatency:
+    """An observation of `recoverlink_recovery_time_to_ownership_seconds`."""
+
+    team: str | None
+    priority: str
+    seconds: float
+
+
 @dataclass
 class TrackingOutcome:
     opened: list[OpenedRecovery] = field(default_factory=list)
     reopened: list[OpenedRecovery] = field(default_factory=list)
     placements: Counter[CorrelationOutcome] = field(default_factory=Counter)
+    ownership: list[OwnershipLatency] = field(default_factory=list)
 
 
 def track_recoveries(
@@ -168,7 +180,7 @@ class _Tracker:
         event = RecoveryEvent(RecoveryEventKind.ALERTS_RESOLVED, SOURCE, {"reason": "every alert resolved"})
         self.transition(recovery_id, event, row=row)
 
-    def transition(self, recovery_id: int, event: RecoveryEvent, row: object = None) -> bool:
+    def transition(self, recovery_id: int, event: RecoveryEvent, row: Any = None) -> bool:
         """Apply an event if the state machine accepts it; True when it changed something."""
         row = row if row is not None else store.load_row(self.conn, recovery_id, for_update=True)
         status: RecoveryStatus = store.status_of(row)
@@ -177,6 +189,10 @@ class _Tracker:
         transition = apply_event(status, event, self.now)
         if transition.changed:
             store.save_transition(self.conn, row, transition, ACTOR)
+        if Milestone.OWNER_KNOWN in transition.stamped:
+            opened_at = transition.status.milestones[Milestone.OPENED]
+            seconds = (self.now - opened_at).total_seconds()
+            self.outcome.ownership.append(OwnershipLatency(transition.status.owner, row.priority, seconds))
         return transition.changed
 
     def _audit(

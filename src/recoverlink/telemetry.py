@@ -7,6 +7,8 @@ every process's files through a fresh registry (see `render_metrics`).
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,19 +19,56 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from recoverlink.domain.alerts import AlertStatus, DeliveryResult
 from recoverlink.domain.enrichment import MissReason
 
 NOTIFICATION_OUTCOMES = ("accepted", "duplicate", "rejected", "unauthorized", "unavailable")
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Recovery latencies: 1 s to 24 h (DESIGN.md, Metric names).
+LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
+UNKNOWN = "unknown"
+OTHER = "other"
+PRIORITIES = frozenset({"P1", "P2", "P3", "P4", "P5"})
+
+
+class LabelBounds:
+    """Keeps label values bounded: `unknown` for missing ones, at most `max_services` distinct
+    services per process (the rest are `other`), priorities P1..P5 or `unknown`."""
+
+    def __init__(self, max_services: int) -> None:
+        self.max_services = max_services
+        self._services: set[str] = set()
+        self._lock = threading.Lock()
+
+    def service(self, value: str | None) -> str:
+        if not value:
+            return UNKNOWN
+        with self._lock:
+            if value in self._services:
+                return value
+            if len(self._services) < self.max_services:
+                self._services.add(value)
+                return value
+        return OTHER
+
+    @staticmethod
+    def team(value: str | None) -> str:
+        return value or UNKNOWN
+
+    @staticmethod
+    def priority(value: str | None) -> str:
+        return value if value in PRIORITIES else UNKNOWN
 
 
 class Metrics:
     """The metrics of one app or worker, registered on `registry`."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, max_services: int = 200) -> None:
         self.registry = registry
+        self.bounds = LabelBounds(max_services)
         self.notifications = Counter(
             "recoverlink_alertmanager_notifications_total",
             "Alertmanager webhook deliveries by outcome.",
@@ -68,7 +107,38 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        recovery_labels = ["team", "priority", "service"]
+        self.recoveries_opened = Counter(
+            "recoverlink_recoveries_opened_total",
+            "Recoveries opened.",
+            recovery_labels,
+            registry=registry,
+        )
+        self.recoveries_reopened = Counter(
+            "recoverlink_recoveries_reopened_total",
+            "Recoveries reopened by an alert firing again within the reopen window.",
+            recovery_labels,
+            registry=registry,
+        )
+        self.time_to_ownership = Histogram(
+            "recoverlink_recovery_time_to_ownership_seconds",
+            "From a recovery opening to its owner being known (catalog, rule or person).",
+            ["team", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._initialize_labels()
+
+    def recovery_opened(self, team: str | None, priority: str | None, service: str | None) -> None:
+        b = self.bounds
+        self.recoveries_opened.labels(b.team(team), b.priority(priority), b.service(service)).inc()
+
+    def recovery_reopened(self, team: str | None, priority: str | None, service: str | None) -> None:
+        b = self.bounds
+        self.recoveries_reopened.labels(b.team(team), b.priority(priority), b.service(service)).inc()
+
+    def owner_known(self, team: str | None, priority: str | None, seconds: float) -> None:
+        self.time_to_ownership.labels(self.bounds.team(team), self.bounds.priority(priority)).observe(seconds)
 
     def reload_succeeded(self, at_seconds: float) -> None:
         self.config_last_reload_successful.set(1)
@@ -92,11 +162,25 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
-    """The exposition body: every process's values in multiprocess mode, else this registry's."""
+def render_metrics(registry: CollectorRegistry, *store_collectors: Collector) -> tuple[bytes, str]:
+    """The exposition body: every process's values in multiprocess mode, else this registry's, plus
+    gauges read from the store at scrape time (equal on every replica: aggregate them with max)."""
     path = multiprocess_dir()
-    if path is None:
-        return generate_latest(registry), CONTENT_TYPE_LATEST
     scrape = CollectorRegistry(support_collectors_without_names=True)
-    multiprocess.MultiProcessCollector(scrape, path=path)  # type: ignore[no-untyped-call]
+    if path is None:
+        scrape.register(_Forward(registry))
+    else:
+        multiprocess.MultiProcessCollector(scrape, path=path)  # type: ignore[no-untyped-call]
+    for collector in store_collectors:
+        scrape.register(collector)
     return generate_latest(scrape), CONTENT_TYPE_LATEST
+
+
+class _Forward(Collector):
+    """Expose one registry's metrics inside another."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()

@@ -16,6 +16,7 @@ from recoverlink.domain.tokens import Role
 from recoverlink.store.alerts import list_episodes
 from recoverlink.store.engine import Store
 from recoverlink.store.tokens import register_token
+from recoverlink.telemetry import LabelBounds
 from recoverlink.web import create_app
 from tests.conftest import bearer, fixture_body, make_settings
 
@@ -89,3 +90,24 @@ def test_explain_api_rejects_bad_input_with_the_field(example_client: FlaskClien
 
 def test_explain_api_needs_a_token(example_client: FlaskClient) -> None:
     assert example_client.post("/api/v1/explain", data=b"{}").status_code == 401
+
+
+def test_recovery_metrics_count_openings_ownership_and_open_states(
+    example_app: Flask, example_client: FlaskClient
+) -> None:
+    example_client.post("/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer())
+    example_client.post("/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer())
+    registry = example_app.extensions["recoverlink"].metrics.registry
+    labels = {"team": "payments", "priority": "P1", "service": "payments-api"}
+    assert registry.get_sample_value("recoverlink_recoveries_opened_total", labels) == 1
+    ownership = {"team": "payments", "priority": "P1"}
+    assert registry.get_sample_value("recoverlink_recovery_time_to_ownership_seconds_count", ownership) == 1
+    text = example_client.get("/metrics").get_data(as_text=True)
+    gauge = 'recoverlink_recoveries{priority="P1",service="payments-api",state="opened",team="payments"}'
+    assert f"{gauge} 1.0" in text
+
+
+def test_unknown_and_overflowing_label_values_stay_bounded() -> None:
+    bounds = LabelBounds(max_services=2)
+    assert [bounds.service(s) for s in ("a", "b", "c", "a", None)] == ["a", "b", "other", "a", "unknown"]
+    assert (bounds.team(None), bounds.priority("P9"), bounds.priority("P2")) == ("unknown", "unknown", "P2")

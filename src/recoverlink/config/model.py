@@ -172,6 +172,12 @@ class EnrichmentConfig(Strict):
     priority_matrix: dict[Literal["1", "2", "3"], dict[Literal["1", "2", "3"], Priority]] | None = None
 
 
+class MetricsConfig(Strict):
+    max_services: int = Field(
+        default=200, gt=0, description="Distinct `service` label values per metric; the rest are `other`."
+    )
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -186,4 +192,5 @@ class Config(Strict):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -277,3 +277,16 @@ def candidates_for(
         storm_parent=_candidate(parent) if parent is not None else None,
         recent_openings=recent,
     )
+
+
+def unclosed_counts(conn: Connection) -> list[tuple[str, str | None, str, str | None, int]]:
+    """(state, team, priority, service, count) of recoveries not yet closed, for the state gauge."""
+    done = (RecoveryState.CLOSED.value, RecoveryState.POSTMORTEM_COMPLETE.value, RecoveryState.CANCELED.value)
+    query = (
+        select(
+            recoveries.c.state, recoveries.c.team, recoveries.c.priority, recoveries.c.service, func.count()
+        )
+        .where(recoveries.c.state.not_in(done))
+        .group_by(recoveries.c.state, recoveries.c.team, recoveries.c.priority, recoveries.c.service)
+    )
+    return [(r[0], r[1], r[2], r[3], int(r[4])) for r in conn.execute(query)]

@@ -54,7 +54,7 @@ def create_app(
     rt = Runtime(
         settings=settings,
         store=store or Store(make_engine(settings.database_url, StoreOptions.from_config(config.database))),
-        metrics=Metrics(registry or CollectorRegistry()),
+        metrics=Metrics(registry or CollectorRegistry(), config.metrics.max_services),
         webhook_credentials=webhook_credentials(config.webhook.auth, environ or os.environ),
         alert_policy=config.webhook.alert_policy(),
         enrichment=LiveEnrichment(enrichment),

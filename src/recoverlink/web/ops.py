@@ -12,6 +12,7 @@ from recoverlink.store import migrate
 from recoverlink.telemetry import render_metrics
 from recoverlink.web.auth import require_role
 from recoverlink.web.runtime import runtime
+from recoverlink.web.store_gauges import RecoveryStateGauge
 
 bp = Blueprint("ops", __name__)
 
@@ -43,7 +44,9 @@ def _not_ready(reason: str) -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body, content_type = render_metrics(runtime().metrics.registry)
+    rt = runtime()
+    max_services = rt.settings.config.metrics.max_services
+    body, content_type = render_metrics(rt.metrics.registry, RecoveryStateGauge(rt.store, max_services))
     return Response(body, content_type=content_type)
 
 

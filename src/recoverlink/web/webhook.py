@@ -53,6 +53,13 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
         rt.metrics.alerts_received.labels(status=alert_status.value, result=result.value).inc(count)
     for reason, count in outcome.misses.items():
         rt.metrics.enrichment_misses.labels(reason=reason.value).inc(count)
+    tracked = outcome.recoveries
+    for opened in tracked.opened:
+        rt.metrics.recovery_opened(opened.team, opened.priority, opened.service)
+    for reopened in tracked.reopened:
+        rt.metrics.recovery_reopened(reopened.team, reopened.priority, reopened.service)
+    for latency in tracked.ownership:
+        rt.metrics.owner_known(latency.team, latency.priority, latency.seconds)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
     log.info(
         "notification stored",

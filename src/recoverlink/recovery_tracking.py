@@ -114,12 +114,11 @@ class _Tracker:
         recovery_id = self._apply(decision, alert, enrichment, episode)
         store.attach_alert(self.conn, recovery_id, alert_id, ROLE[decision.outcome], self.now)
         self.outcome.placements[decision.outcome] += 1
-        details = {
-            "outcome": decision.outcome.value,
-            "reason": decision.reason,
-            "fingerprint": alert.fingerprint,
-        }
-        self._audit(recovery_id, "correlation", details)
+        if decision.outcome is not CorrelationOutcome.ATTACHED:
+            # Joining the recovery of its own key is recorded by the attachment row; a reopen,
+            # a symptom, a storm or an opening is a decision people will want to read back.
+            placed = {"outcome": decision.outcome.value, "reason": decision.reason}
+            self._audit(recovery_id, "correlation", {**placed, "fingerprint": alert.fingerprint})
 
     def _apply(
         self, decision: CorrelationDecision, alert: Alert, enrichment: Enrichment, episode: EpisodeToPlace

@@ -15,7 +15,7 @@ from recoverlink.domain.alerts import (
     Notification,
     StoredEpisode,
 )
-from recoverlink.store.common import from_db_time, insert_for, to_db_time
+from recoverlink.store.common import from_db_time, to_db_time, upsert
 from recoverlink.store.schema import Json, alerts, notifications
 
 EpisodeKey = tuple[str, datetime]
@@ -31,32 +31,41 @@ class RecordedNotification:
         return self.delivery_count > 1
 
 
+_NOTIFICATION_COLUMNS = [
+    "dedup_key", "received_at", "last_received_at", "delivery_count", "receiver", "status",
+    "group_key", "external_url", "truncated_alerts", "alert_count", "raw_body",
+]  # fmt: skip
+_RECORD_NOTIFICATION = upsert(
+    notifications,
+    _NOTIFICATION_COLUMNS,
+    ["dedup_key"],
+    set_={
+        "delivery_count": "notifications.delivery_count + 1",
+        "last_received_at": "excluded.last_received_at",
+    },
+    returning=["id", "delivery_count"],
+)
+
+
 def record_notification(
     conn: Connection, notification: Notification, dedup_key: str, raw_body: bytes, now: datetime
 ) -> RecordedNotification:
     """Store a delivery once; a copy of it (HA pair, retry) only counts one more delivery."""
     at = to_db_time(now)
-    stmt = insert_for(conn, notifications).values(
-        dedup_key=dedup_key,
-        received_at=at,
-        last_received_at=at,
-        delivery_count=1,
-        receiver=notification.receiver,
-        status=notification.status.value,
-        group_key=notification.group_key,
-        external_url=notification.external_url,
-        truncated_alerts=notification.truncated_alerts,
-        alert_count=len(notification.alerts),
-        raw_body=raw_body,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[notifications.c.dedup_key],
-        set_={
-            "delivery_count": notifications.c.delivery_count + 1,
-            "last_received_at": at,
-        },
-    ).returning(notifications.c.id, notifications.c.delivery_count)
-    row = conn.execute(stmt).one()
+    params = {
+        "dedup_key": dedup_key,
+        "received_at": at,
+        "last_received_at": at,
+        "delivery_count": 1,
+        "receiver": notification.receiver,
+        "status": notification.status.value,
+        "group_key": notification.group_key,
+        "external_url": notification.external_url,
+        "truncated_alerts": notification.truncated_alerts,
+        "alert_count": len(notification.alerts),
+        "raw_body": raw_body,
+    }
+    row = conn.execute(_RECORD_NOTIFICATION, params).one()
     return RecordedNotification(id=row.id, delivery_count=row.delivery_count)
 
 
@@ -78,6 +87,13 @@ def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> dict[EpisodeK
                 row.fingerprint, starts_at, AlertStatus(row.status)
             )
     return found
+
+
+_EPISODE_COLUMNS = [
+    "fingerprint", "starts_at", "status", "ends_at", "labels", "annotations", "generator_url", "flags",
+    "first_seen_at", "last_seen_at", "resolved_at", "first_notification_id", "enrichment", "ruleset_version",
+]  # fmt: skip
+_INSERT_EPISODE = upsert(alerts, _EPISODE_COLUMNS, ["fingerprint", "starts_at"], returning=["id"])
 
 
 def insert_episodes(
@@ -112,13 +128,11 @@ def insert_episodes(
         }
         for a in new
     ]
-    stmt = (
-        insert_for(conn, alerts)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[alerts.c.fingerprint, alerts.c.starts_at])
-        .returning(alerts.c.fingerprint, alerts.c.starts_at)
-    )
-    return {(r.fingerprint, from_db_time(r.starts_at)) for r in conn.execute(stmt)}
+    inserted: set[EpisodeKey] = set()
+    for alert, row in zip(new, rows, strict=True):
+        if conn.execute(_INSERT_EPISODE, row).first() is not None:
+            inserted.add(alert.episode_key)
+    return inserted
 
 
 def resolve_episode(conn: Connection, alert: Alert, now: datetime) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, TextClause, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -22,3 +23,28 @@ def insert_for(conn: Connection, table: Table) -> Any:
     """An INSERT that supports ON CONFLICT on the connection's backend."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def upsert(
+    table: Table,
+    columns: Sequence[str],
+    conflict: Sequence[str],
+    *,
+    set_: Mapping[str, str] | None = None,
+    returning: Sequence[str] = (),
+) -> TextClause:
+    """A cacheable `INSERT ... ON CONFLICT` in the syntax SQLite and PostgreSQL share.
+
+    SQLAlchemy 2.0 never caches its dialect-specific insert constructs (`inherit_cache = False`), and
+    compiling one on every webhook cost more than the database work itself. Names come from our
+    own schema, never from input; values are typed bind parameters.
+    """
+    names = ", ".join(columns)
+    values = ", ".join(f":{c}" for c in columns)
+    action = "DO UPDATE SET " + ", ".join(f"{k} = {v}" for k, v in set_.items()) if set_ else "DO NOTHING"
+    target = ", ".join(conflict)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({values}) ON CONFLICT ({target}) {action}"  # noqa: S608
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    binds = [bindparam(c, type_=table.c[c].type) for c in columns]
+    return text(sql).bindparams(*binds)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
 from recoverlink.domain.correlation import Candidates, RecoveryCandidate
 from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
 from recoverlink.domain.rules import StormScope
-from recoverlink.store.common import from_db_time, insert_for, to_db_time
+from recoverlink.store.common import from_db_time, to_db_time, upsert
 from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_alerts
 
 # A recovery collects new alerts until its fix is deployed; a later re-fire reopens it (inside the
@@ -82,6 +82,15 @@ def _status_values(status: RecoveryStatus, key: str, now: datetime) -> dict[str,
     }
 
 
+_OPEN_COLUMNS = [
+    "correlation_key", "open_key", "state", "title", "service", "service_ref", "team", "priority",
+    "opened_at", "state_changed_at", "updated_at", "milestones", "owner", "escalation_bounces",
+    "reopen_count", "incident_resolved", "incident_closed", "itsm_configured", "resolution_policy",
+    "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms",
+]  # fmt: skip
+_OPEN = upsert(recoveries, _OPEN_COLUMNS, ["open_key"], returning=["id"])
+
+
 def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, now: datetime) -> int | None:
     """Insert an open recovery; None when another writer holds an open one with this key."""
     at = to_db_time(now)
@@ -100,14 +109,10 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "reopen_window_seconds": new.reopen_window.total_seconds(),
         "linked_to": new.linked_to,
         "storm": new.storm,
+        "storm_episodes": 0,
+        "symptoms": 0,
     }
-    stmt = (
-        insert_for(conn, recoveries)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=[recoveries.c.open_key])
-        .returning(recoveries.c.id)
-    )
-    row = conn.execute(stmt).one_or_none()
+    row = conn.execute(_OPEN, values).one_or_none()
     return int(row.id) if row else None
 
 
@@ -174,16 +179,20 @@ def append_audit(
     )
 
 
+_ATTACH = upsert(recovery_alerts, ["recovery_id", "alert_id", "role", "attached_at"], ["alert_id"])
+_COUNTERS = {
+    role: update(recoveries)
+    .where(recoveries.c.id == bindparam("recovery"))
+    .values({column: recoveries.c[column] + 1})
+    for role, column in (("symptom", "symptoms"), ("storm", "storm_episodes"))
+}
+
+
 def attach_alert(conn: Connection, recovery_id: int, alert_id: int, role: str, now: datetime) -> None:
-    conn.execute(
-        insert_for(conn, recovery_alerts)
-        .values(recovery_id=recovery_id, alert_id=alert_id, role=role, attached_at=to_db_time(now))
-        .on_conflict_do_nothing(index_elements=[recovery_alerts.c.alert_id])
-    )
-    counter = {"symptom": "symptoms", "storm": "storm_episodes"}.get(role)
-    if counter is not None:
-        column = recoveries.c[counter]
-        conn.execute(update(recoveries).where(recoveries.c.id == recovery_id).values({counter: column + 1}))
+    params = {"recovery_id": recovery_id, "alert_id": alert_id, "role": role, "attached_at": to_db_time(now)}
+    conn.execute(_ATTACH, params)
+    if role in _COUNTERS:
+        conn.execute(_COUNTERS[role], {"recovery": recovery_id})
 
 
 def alert_ids(conn: Connection, keys: Sequence[tuple[str, datetime]]) -> dict[tuple[str, datetime], int]:
@@ -233,6 +242,40 @@ def _candidate(row: Any) -> RecoveryCandidate:
     )
 
 
+_CANDIDATE_COLUMNS = (
+    recoveries.c.id, recoveries.c.correlation_key, recoveries.c.service_ref, recoveries.c.team,
+    recoveries.c.state, recoveries.c.opened_at, recoveries.c.milestones, recoveries.c.storm,
+)  # fmt: skip
+_SAME_KEY = (
+    select(*_CANDIDATE_COLUMNS)
+    .where(recoveries.c.correlation_key == bindparam("key"))
+    .order_by(recoveries.c.id.desc())
+    .limit(2)
+)
+_DEPENDENCIES = (
+    select(*_CANDIDATE_COLUMNS)
+    .where(
+        recoveries.c.service_ref.in_(bindparam("refs", expanding=True)), recoveries.c.open_key.is_not(None)
+    )
+    .order_by(recoveries.c.id.desc())
+    .limit(5)
+)
+_STORM_COLUMN = {StormScope.TEAM: recoveries.c.team, StormScope.SERVICE: recoveries.c.service}
+_STORM_OPENINGS = {
+    scope: select(func.count()).where(
+        column == bindparam("value"), recoveries.c.opened_at >= bindparam("since")
+    )
+    for scope, column in _STORM_COLUMN.items()
+}
+_STORM_PARENT = {
+    scope: select(*_CANDIDATE_COLUMNS)
+    .where(column == bindparam("value"), recoveries.c.storm.is_(True), recoveries.c.open_key.is_not(None))
+    .order_by(recoveries.c.id.desc())
+    .limit(1)
+    for scope, column in _STORM_COLUMN.items()
+}
+
+
 def candidates_for(
     conn: Connection,
     key: str,
@@ -240,43 +283,26 @@ def candidates_for(
     storm_scope: tuple[StormScope, str | None] | None,
     storm_since: datetime | None,
 ) -> Candidates:
-    """The recoveries correlation weighs for one episode (newest first)."""
-    columns = [
-        recoveries.c.id, recoveries.c.correlation_key, recoveries.c.service_ref, recoveries.c.team,
-        recoveries.c.state, recoveries.c.opened_at, recoveries.c.milestones, recoveries.c.storm,
-    ]  # fmt: skip
-    same = conn.execute(
-        select(*columns).where(recoveries.c.correlation_key == key).order_by(recoveries.c.id.desc()).limit(2)
-    ).all()
-    dependencies: Sequence[Any] = []
+    """The recoveries correlation weighs for one episode (newest first).
+
+    An open recovery with the same key wins over everything else (the domain's first rule), so the
+    other lookups are skipped when there is one: the common case, an alert joining its recovery,
+    costs one query.
+    """
+    same = [_candidate(r) for r in conn.execute(_SAME_KEY, {"key": key})]
+    if any(c.is_open for c in same):
+        return Candidates(same_key=same)
+    dependencies = []
     if depends_on:
-        dependencies = conn.execute(
-            select(*columns)
-            .where(recoveries.c.service_ref.in_(list(depends_on)), recoveries.c.open_key.is_not(None))
-            .order_by(recoveries.c.id.desc())
-            .limit(5)
-        ).all()
+        dependencies = [_candidate(r) for r in conn.execute(_DEPENDENCIES, {"refs": list(depends_on)})]
     parent, recent = None, 0
     if storm_scope is not None and storm_since is not None and storm_scope[1] is not None:
         scope, value = storm_scope
-        column = recoveries.c.team if scope is StormScope.TEAM else recoveries.c.service
-        recent = int(
-            conn.execute(
-                select(func.count()).where(column == value, recoveries.c.opened_at >= to_db_time(storm_since))
-            ).scalar_one()
-        )
-        parent = conn.execute(
-            select(*columns)
-            .where(column == value, recoveries.c.storm.is_(True), recoveries.c.open_key.is_not(None))
-            .order_by(recoveries.c.id.desc())
-            .limit(1)
-        ).one_or_none()
-    return Candidates(
-        same_key=[_candidate(r) for r in same],
-        dependencies=[_candidate(r) for r in dependencies],
-        storm_parent=_candidate(parent) if parent is not None else None,
-        recent_openings=recent,
-    )
+        params = {"value": value, "since": to_db_time(storm_since)}
+        recent = int(conn.execute(_STORM_OPENINGS[scope], params).scalar_one())
+        row = conn.execute(_STORM_PARENT[scope], {"value": value}).one_or_none()
+        parent = _candidate(row) if row is not None else None
+    return Candidates(same_key=same, dependencies=dependencies, storm_parent=parent, recent_openings=recent)
 
 
 def unclosed_counts(conn: Connection) -> list[tuple[str, str | None, str, str | None, int]]:

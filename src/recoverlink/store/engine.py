@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +46,9 @@ def make_engine(url: str, options: StoreOptions | None = None) -> Engine:
         url,
         pool_size=options.pool_size,
         max_overflow=options.pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it cost a round trip per request. A connection that died with the server
+        # fails once (503, the sender retries) and the pool replaces it.
+        pool_recycle=300,
         pool_timeout=options.connect_timeout_seconds,
         connect_args={"connect_timeout": max(1, int(options.connect_timeout_seconds))},
     )
@@ -98,11 +103,60 @@ def is_unavailable(exc: BaseException) -> bool:
     return True
 
 
+class _SqliteWriterQueue:
+    """Queue SQLite writers on locks that wake the next one at once.
+
+    SQLite admits one writer at a time, and its busy handler polls with sleeps of up to 100 ms, so
+    under concurrent webhooks the unlucky waiter's latency explodes. Threads of one process queue on
+    a lock, processes on an flock of a file beside the database; SQLite's own lock then never waits.
+    """
+
+    def __init__(self, database: str, timeout_seconds: float) -> None:
+        self.path = f"{database}-writelock"
+        self.timeout_seconds = timeout_seconds
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        # A descriptor inherited across fork would share its lock with the parent: reopen per process.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        if not self._thread_lock.acquire(timeout=self.timeout_seconds):
+            raise StoreUnavailable("store unavailable: timed out waiting for the SQLite write lock")
+        try:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
 class Store:
     """The database handle of one process: transactions with unavailability mapped to 503."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, busy_timeout_ms: int = 5000) -> None:
         self.engine = engine
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._writers: _SqliteWriterQueue | None = None
+        if database and database != ":memory:":
+            self._writers = _SqliteWriterQueue(database, busy_timeout_ms / 1000)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        if self._writers is None:
+            yield
+        else:
+            with self._writers.turn():
+                yield
 
     @property
     def backend(self) -> str:
@@ -112,7 +166,7 @@ class Store:
     def write(self) -> Iterator[Connection]:
         """One write transaction; commits on exit. On SQLite it holds the write lock throughout."""
         try:
-            with self.engine.connect() as conn:
+            with self._writer_turn(), self.engine.connect() as conn:
                 conn.execution_options(recoverlink_write=True)
                 with conn.begin():
                     yield conn
@@ -133,3 +187,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def open_store(url: str, options: StoreOptions | None = None) -> Store:
+    options = options or StoreOptions()
+    return Store(make_engine(url, options), options.busy_timeout_ms)

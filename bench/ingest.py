@@ -1,0 +1,766 @@
+"""Webhook ingest benchmark: recoverlink under gunicorn against the floor of its own stack.
+
+For each backend (SQLite, PostgreSQL) it starts recoverlink the way users do (`recoverlink serve
+--config <temp config> --migrate`, the example config's workers and threads) and the floor app
+(bench/floor_app.py: Flask + json.loads + a raw-driver upsert, under the same gunicorn settings),
+then drives both from a separate process, wrk with bench/wrk/webhook.lua, on loopback:
+
+- path `duplicate`: the same 3-alert group (tests/fixtures/alertmanager/firing_group.json) again
+  and again, as Alertmanager re-sends a group on every group/repeat interval;
+- path `insert`: the same group with 3 new fingerprints (and labels) per request, so every
+  request is a new notification with 3 new alert episodes.
+
+Each cell (backend x path x concurrency x app) gets a short warm-up, then a measured run (with
+--repeat N, N of each, recoverlink and floor alternating; the table shows the medians). It prints
+notifications/s, alerts/s, p50/p99 latency, the largest gunicorn worker RSS, the non-2xx count and,
+for recoverlink, its throughput as a share of the floor's; then whether the targets hold at
+concurrency 8 on SQLite (share >= 50 % on both paths, p99 < 25 ms, RSS < 150 MB per worker).
+
+    .venv/bin/python bench/ingest.py [--duration 8] [--warmup 2] [--repeat 1]
+        [--backends sqlite,postgresql] [--paths duplicate,insert] [--concurrency 1,8,32]
+        [--apps recoverlink,floor] [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--keep]
+
+PostgreSQL runs use a throw-away database (rl_bench_<random>) created through --pg-url and dropped
+at the end. Needs `wrk` (Debian package) on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BIN = Path(sys.executable).parent
+FIXTURE = ROOT / "tests" / "fixtures" / "alertmanager" / "firing_group.json"
+EXAMPLE_CONFIG = ROOT / "deploy" / "recoverlink.yaml"
+LUA = BENCH / "wrk" / "webhook.lua"
+WEBHOOK = "/webhook/alertmanager"
+
+APPS = ("recoverlink", "floor")
+BACKENDS = ("sqlite", "postgresql")
+PATHS = ("duplicate", "insert")
+
+# Targets from the issue, checked at concurrency 8 on SQLite.
+TARGET_CONCURRENCY = 8
+TARGET_SHARE = 0.5
+TARGET_P99_MS = 25.0
+TARGET_RSS_MB = 150.0
+
+
+def _csv(choices: tuple[str, ...] | None = None, kind: type = str) -> Any:
+    def parse(text: str) -> list[Any]:
+        values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        bad = [v for v in values if choices is not None and v not in choices]
+        allowed = ", ".join(choices or ())
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown value(s) {bad}; choose from {allowed}")
+        return values
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # wrk takes whole seconds.
+    parser.add_argument("--duration", type=int, default=8, help="measured seconds per run (default 8)")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (default 2)"
+    )
+    parser.add_argument("--backends", type=_csv(BACKENDS), default=list(BACKENDS))
+    parser.add_argument("--paths", type=_csv(PATHS), default=list(PATHS))
+    parser.add_argument("--concurrency", type=_csv(kind=int), default=[1, 8, 32])
+    parser.add_argument("--apps", type=_csv(APPS), default=list(APPS))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per cell; the table shows their median (default 1)"
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (at most the concurrency)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("RECOVERLINK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="an existing PostgreSQL database to connect to for CREATE/DROP DATABASE",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, SQLite files)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+    if any(c < 1 for c in args.concurrency):
+        parser.error("--concurrency values must be at least 1")
+    if args.duration < 1 or args.warmup < 0 or args.repeat < 1:
+        parser.error("--duration and --repeat must be at least 1, --warmup at least 0")
+    return args
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid` (the gunicorn workers of a master), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: fields start after the last ')'.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started, its log, and how to reach it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+        deadline = time.monotonic() + ready_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            try:
+                conn.request("GET", "/-/ready")
+                answer = conn.getresponse()
+                last = f"{answer.status} {answer.read(300)!r}"
+                if answer.status == 200:
+                    return
+            except OSError as exc:
+                last = repr(exc)
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(
+            f"{self.name} not ready after {ready_timeout:.0f} s (last answer: {last}):\n{self.log_tail()}"
+        )
+
+    def worker_pids(self) -> list[int]:
+        return children_of(self.process.pid) if self.process else []
+
+    def max_worker_rss_mb(self) -> float:
+        return max((rss_mb(pid) or 0.0 for pid in self.worker_pids()), default=0.0)
+
+    def stop(self) -> None:
+        """SIGTERM to the master we started (gunicorn stops its workers), SIGKILL after 20 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def logged_errors(self) -> int:
+        """Error-level lines in the server log (JSON lines for recoverlink, gunicorn text for the floor)."""
+        count = 0
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                count += "[ERROR]" in line or "[CRITICAL]" in line or line.startswith("Traceback")
+                continue
+            count += isinstance(entry, dict) and entry.get("level") in ("error", "critical")
+        return count
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Database:
+    """Where one backend's runs store their data: URLs for recoverlink and for the floor's raw driver."""
+
+    backend: str
+    recoverlink_url: str | None  # None: the SQLite path of the config
+    floor_dsn: str
+    count_dsn: dict[str, str]  # app -> what count_rows connects to
+
+
+@contextlib.contextmanager
+def database(backend: str, tmp: Path, pg_url: str) -> Iterator[Database]:
+    if backend == "sqlite":
+        yield Database(
+            backend,
+            recoverlink_url=None,
+            floor_dsn=str(tmp / "floor.db"),
+            count_dsn={"recoverlink": str(tmp / "recoverlink.db"), "floor": str(tmp / "floor.db")},
+        )
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"rl_bench_{secrets.token_hex(4)}"
+    admin = make_url(pg_url).set(drivername="postgresql")
+    raw = admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    print(f"created PostgreSQL database {name}", flush=True)
+    try:
+        yield Database(
+            backend,
+            recoverlink_url=admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            ),
+            floor_dsn=raw,
+            count_dsn={"recoverlink": raw, "floor": raw},
+        )
+    finally:
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"dropped PostgreSQL database {name}", flush=True)
+
+
+COUNT_SQL = {"recoverlink": "SELECT count(*) FROM alerts", "floor": "SELECT count(*) FROM floor_alerts"}
+
+
+def count_rows(db: Database, app: str) -> int:
+    sql = COUNT_SQL[app]
+    if db.backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(db.count_dsn[app], timeout=30)) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(db.count_dsn[app]) as conn:
+        row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+
+# --------------------------------------------------------------------------- the two apps
+
+
+# Keys of the example config whose values are paths (relative to the config file's directory):
+# what the service writes goes to the temp dir, what it reads (catalog, rules) stays where it is.
+STATE_PATH_KEYS = frozenset({"file", "sqlite_path", "metrics_dir"})
+INPUT_PATH_KEYS = frozenset({"files", "backstage", "tests", "path", "paths", "dir"})
+
+
+def _absolutize(node: Any, tmp: Path, key: str | None = None) -> Any:
+    """Point the state files of the example config into `tmp` and its inputs at absolute paths."""
+    if isinstance(node, dict):
+        return {k: _absolutize(v, tmp, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_absolutize(v, tmp, key) for v in node]
+    if isinstance(node, str) and key in STATE_PATH_KEYS:
+        return str(tmp / Path(node).name)
+    if isinstance(node, str) and key in INPUT_PATH_KEYS and not Path(node).is_absolute():
+        return str(EXAMPLE_CONFIG.parent.resolve() / node)
+    return node
+
+
+def recoverlink_config(tmp: Path, listen: str) -> tuple[Path, dict[str, Any]]:
+    """A config modelled on deploy/recoverlink.yaml with absolute paths in `tmp`."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    config = _absolutize(yaml.load(EXAMPLE_CONFIG.read_text()), tmp)
+    config.setdefault("server", {})["listen"] = listen
+    path = tmp / "recoverlink.yaml"
+    with path.open("w") as out:
+        yaml.dump(config, out)
+    return path, config
+
+
+def start_recoverlink(db: Database, tmp: Path) -> tuple[Server, str, dict[str, Any]]:
+    """`recoverlink serve --config ... --migrate --listen ...`, as users start it; also returns the token."""
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    config_path, config = recoverlink_config(tmp, listen)
+    env = dict(os.environ)
+    env.pop("RECOVERLINK_CONFIG", None)
+    env.pop("RECOVERLINK_LISTEN", None)
+    env.pop("RECOVERLINK_DATABASE_URL", None)
+    if db.recoverlink_url is not None:
+        env["RECOVERLINK_DATABASE_URL"] = db.recoverlink_url
+    argv = [str(BIN / "recoverlink"), "serve", "--config", str(config_path), "--migrate", "--listen", listen]
+    server = Server("recoverlink", argv, env, port, tmp / "recoverlink.log")
+    server.start()
+    token = Path(config["webhook"]["auth"]["bearer"]["file"]).read_text().strip()
+    return server, token, config
+
+
+def start_floor(db: Database, tmp: Path, token: str, workers: int, threads: int) -> Server:
+    """bench/floor_app.py under gunicorn with the settings recoverlink's server.py gives it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import floor_app
+    finally:
+        sys.path.remove(str(BENCH))
+    floor_app.create_table(db.backend, db.floor_dsn)
+    port = free_port()
+    argv = [
+        str(BIN / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        "gthread" if threads > 1 else "sync",
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "10",
+        "--error-logfile",
+        "-",
+        "--log-level",
+        "info",
+        "--no-control-socket",
+        "--pythonpath",
+        str(BENCH),
+        "floor_app:create_app()",
+    ]
+    env = dict(os.environ, FLOOR_BACKEND=db.backend, FLOOR_DSN=db.floor_dsn, FLOOR_TOKEN=token)
+    server = Server("floor", argv, env, port, tmp / "floor.log")
+    server.start()
+    return server
+
+
+# --------------------------------------------------------------------------- load
+
+
+def write_bodies(tmp: Path) -> dict[str, Path]:
+    """The duplicate body (compact JSON + newline, as Alertmanager sends it) and the insert template."""
+    document = json.loads(FIXTURE.read_text())
+    duplicate = tmp / "duplicate.json"
+    duplicate.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+    for index, alert in enumerate(document["alerts"]):
+        # A new label set has a new fingerprint: vary one label with the fingerprint.
+        alert["fingerprint"] = f"@FP{index}@"
+        alert["labels"]["instance"] = f"payments-api-@FP{index}@:8080"
+    insert = tmp / "insert.json"
+    insert.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+    return {"duplicate": duplicate, "insert": insert}
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    non2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int]
+    output: str
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.non2xx
+
+
+class Runs:
+    """Numbers wrk runs (the Lua script makes fingerprints unique per run number)."""
+
+    def __init__(self) -> None:
+        self.number = 0
+
+    def wrk(
+        self, url: str, *, path: str, body: Path, token: str, connections: int, seconds: int, threads: int
+    ) -> WrkResult:
+        self.number += 1
+        argv = [
+            "wrk",
+            "-t",
+            str(max(1, min(threads, connections))),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(LUA),
+            url + WEBHOOK,
+            "--",
+            path,
+            str(body),
+            token,
+            str(self.number % 4096),
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 60)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        data = json.loads(line.removeprefix("BENCH_RESULT "))
+        errors = data["errors"]
+        return WrkResult(
+            requests=data["requests"],
+            seconds=data["duration_us"] / 1e6,
+            non2xx=data["non2xx"],
+            socket_errors=sum(errors.values()),
+            p50_ms=data["latency_us"]["p50"] / 1000,
+            p99_ms=data["latency_us"]["p99"] / 1000,
+            statuses=data["statuses"],
+            output=done.stdout,
+        )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    backend: str
+    app: str
+    path: str
+    concurrency: int
+    notifications_per_s: float
+    alerts_per_s: float
+    p50_ms: float
+    p99_ms: float
+    rss_mb: float
+    non2xx: int
+    socket_errors: int
+    share: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def median_row(rows: list[Row]) -> Row:
+    """One row for repeated runs of a cell: median rates and latencies, worst RSS, all errors."""
+    first = rows[0]
+    return Row(
+        backend=first.backend,
+        app=first.app,
+        path=first.path,
+        concurrency=first.concurrency,
+        notifications_per_s=statistics.median(r.notifications_per_s for r in rows),
+        alerts_per_s=statistics.median(r.alerts_per_s for r in rows),
+        p50_ms=statistics.median(r.p50_ms for r in rows),
+        p99_ms=statistics.median(r.p99_ms for r in rows),
+        rss_mb=max(r.rss_mb for r in rows),
+        non2xx=sum(r.non2xx for r in rows),
+        socket_errors=sum(r.socket_errors for r in rows),
+        notes=[note for r in rows for note in r.notes],
+    )
+
+
+COLUMNS = (
+    ("backend", "<"),
+    ("app", "<"),
+    ("path", "<"),
+    ("conc", ">"),
+    ("notif/s", ">"),
+    ("alerts/s", ">"),
+    ("p50 ms", ">"),
+    ("p99 ms", ">"),
+    ("max worker RSS MB", ">"),
+    ("non-2xx", ">"),
+    ("sock err", ">"),
+    ("share of floor", ">"),
+)
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.backend,
+        row.app,
+        row.path,
+        str(row.concurrency),
+        f"{row.notifications_per_s:,.0f}",
+        f"{row.alerts_per_s:,.0f}",
+        f"{row.p50_ms:.2f}",
+        f"{row.p99_ms:.2f}",
+        f"{row.rss_mb:.1f}",
+        str(row.non2xx),
+        str(row.socket_errors),
+        f"{row.share:.0%}" if row.share is not None else "",
+    ]
+
+
+def render_table(rows: list[Row]) -> str:
+    body = [_cells(r) for r in rows]
+    widths = [max(len(name), *(len(cells[i]) for cells in body)) for i, (name, _) in enumerate(COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        parts = [f"{c:{align}{w}}" for c, (_, align), w in zip(cells, COLUMNS, widths, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    out = [line([name for name, _ in COLUMNS]), "  ".join("-" * w for w in widths)]
+    out.extend(line(cells) for cells in body)
+    return "\n".join(out)
+
+
+def check_targets(rows: list[Row]) -> tuple[bool | None, list[str]]:
+    """The issue's targets at concurrency 8 on SQLite; None when those cells were not measured."""
+    lines = []
+    verdicts = []
+    for path in PATHS:
+        cell = {
+            r.app: r
+            for r in rows
+            if r.backend == "sqlite" and r.path == path and r.concurrency == TARGET_CONCURRENCY
+        }
+        rl = cell.get("recoverlink")
+        if rl is None or rl.share is None:
+            lines.append(f"  {path:<9} not measured (needs recoverlink and floor, sqlite, concurrency 8)")
+            continue
+        checks = [
+            (f"share of floor {rl.share:.0%} >= {TARGET_SHARE:.0%}", rl.share >= TARGET_SHARE),
+            (f"p99 {rl.p99_ms:.1f} ms < {TARGET_P99_MS:.0f} ms", rl.p99_ms < TARGET_P99_MS),
+            (f"worker RSS {rl.rss_mb:.0f} MB < {TARGET_RSS_MB:.0f} MB", rl.rss_mb < TARGET_RSS_MB),
+            (
+                f"no errors ({rl.non2xx} non-2xx, {rl.socket_errors} socket)",
+                rl.non2xx + rl.socket_errors == 0,
+            ),
+        ]
+        for text, ok in checks:
+            lines.append(f"  {path:<9} {'PASS' if ok else 'FAIL'}  {text}")
+            verdicts.append(ok)
+    return (all(verdicts) if verdicts else None), lines
+
+
+# --------------------------------------------------------------------------- main
+
+
+def describe_source() -> str:
+    """Which recoverlink code the servers run: the package path and, in a git checkout, the revision."""
+    found = subprocess.run(
+        [str(BIN / "python"), "-c", "import recoverlink; print(recoverlink.__file__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    where = str(Path(found.stdout.strip()).parent) if found.returncode == 0 else "not importable"
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return f"recoverlink from {where} (not a git checkout)"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    state = " + uncommitted src changes" if dirty else ""
+    return f"recoverlink from {where}, {ROOT} at {head.stdout.strip()}{state}"
+
+
+def run_cell(
+    runs: Runs,
+    server: Server,
+    db: Database,
+    *,
+    app: str,
+    path: str,
+    body: Path,
+    token: str,
+    conc: int,
+    args: Any,
+) -> Row:
+    before = count_rows(db, app)
+    load = {"path": path, "body": body, "token": token, "connections": conc, "threads": args.wrk_threads}
+    notes = []
+    if args.warmup > 0:
+        warm = runs.wrk(server.base_url, seconds=args.warmup, **load)
+        if warm.non2xx or warm.socket_errors:
+            notes.append(
+                f"warm-up: {warm.non2xx} non-2xx {warm.statuses}, {warm.socket_errors} socket errors"
+            )
+    else:
+        warm = None
+    result = runs.wrk(server.base_url, seconds=args.duration, **load)
+    rss = server.max_worker_rss_mb()
+    if path == "insert":
+        # Every 2xx must have stored 3 new episodes (requests still in flight when wrk stops may add more).
+        added = count_rows(db, app) - before
+        ok = result.ok + (warm.ok if warm else 0)
+        runs_in_flight = 2 if warm else 1
+        if not 3 * ok <= added <= 3 * (ok + runs_in_flight * conc):
+            notes.append(f"insert check: {added} new rows for {ok} accepted requests (expected 3 each)")
+    if result.non2xx:
+        notes.append(f"statuses: {result.statuses}")
+    rate = result.ok / result.seconds
+    return Row(
+        backend=db.backend,
+        app=app,
+        path=path,
+        concurrency=conc,
+        notifications_per_s=rate,
+        alerts_per_s=3 * rate,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        rss_mb=rss,
+        non2xx=result.non2xx,
+        socket_errors=result.socket_errors,
+        notes=notes,
+    )
+
+
+def run_backend(backend: str, tmp_root: Path, args: Any, runs: Runs, bodies: dict[str, Path]) -> list[Row]:
+    tmp = tmp_root / backend
+    tmp.mkdir()
+    rows: list[Row] = []
+    servers: dict[str, Server] = {}
+    with database(backend, tmp, args.pg_url) as db:
+        try:
+            # recoverlink is started first in any case: its generated webhook token serves both apps,
+            # and its config gives the worker and thread counts the floor runs with.
+            rl, token, config = start_recoverlink(db, tmp)
+            servers["recoverlink"] = rl
+            workers = int(config.get("server", {}).get("workers", 2))
+            threads = int(config.get("server", {}).get("threads", 4))
+            if "floor" in args.apps:
+                servers["floor"] = start_floor(db, tmp, token, workers, threads)
+            print(
+                f"[{backend}] gunicorn {workers} workers x {threads} threads; "
+                f"recoverlink on {rl.base_url}"
+                + (f", floor on {servers['floor'].base_url}" if "floor" in servers else ""),
+                flush=True,
+            )
+            for path in args.paths:
+                for conc in args.concurrency:
+                    # Apps alternate within each repetition, so drift on the machine hits both alike.
+                    repeats: dict[str, list[Row]] = {app: [] for app in args.apps}
+                    for _ in range(args.repeat):
+                        for app in args.apps:
+                            row = run_cell(
+                                runs,
+                                servers[app],
+                                db,
+                                app=app,
+                                path=path,
+                                body=bodies[path],
+                                token=token,
+                                conc=conc,
+                                args=args,
+                            )
+                            repeats[app].append(row)
+                            print(
+                                f"  {backend:<10} {app:<11} {path:<9} c={conc:<3} "
+                                f"{row.notifications_per_s:8,.0f} notif/s  p50 {row.p50_ms:6.2f} ms  "
+                                f"p99 {row.p99_ms:6.2f} ms  rss {row.rss_mb:5.1f} MB  non-2xx {row.non2xx}"
+                                + "".join(f"\n      ! {note}" for note in row.notes),
+                                flush=True,
+                            )
+                    rows.extend(median_row(runs_of_app) for runs_of_app in repeats.values())
+        finally:
+            for server in servers.values():
+                server.stop()
+        for name, server in servers.items():
+            errors = server.logged_errors()
+            if errors:
+                print(f"  ! {name} ({backend}) logged {errors} error lines: {server.log_path}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk (make bench-ingest does it)", file=sys.stderr)
+        return 2
+    if "recoverlink" not in args.apps:
+        print("note: recoverlink is started anyway (its token and config serve the floor too)")
+    started = datetime.now(UTC)
+    tmp_root = Path(tempfile.mkdtemp(prefix="rl-bench-"))
+    runs = Runs()
+    rows: list[Row] = []
+    print(
+        f"recoverlink ingest benchmark, {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()}; "
+        f"{args.warmup} s warm-up + {args.duration} s per run, {args.repeat} run(s) per cell; "
+        f"temp dir {tmp_root}",
+        flush=True,
+    )
+    print(describe_source(), flush=True)
+    try:
+        bodies = write_bodies(tmp_root)
+        for backend in args.backends:
+            rows.extend(run_backend(backend, tmp_root, args, runs, bodies))
+    finally:
+        if args.keep:
+            print(f"kept {tmp_root}")
+        else:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+    floors = {(r.backend, r.path, r.concurrency): r for r in rows if r.app == "floor"}
+    for row in rows:
+        floor = floors.get((row.backend, row.path, row.concurrency))
+        if row.app == "recoverlink" and floor is not None and floor.notifications_per_s > 0:
+            row.share = row.notifications_per_s / floor.notifications_per_s
+    rows = [r for r in rows if r.app in args.apps]
+    rows.sort(
+        key=lambda r: (
+            BACKENDS.index(r.backend),
+            PATHS.index(r.path),
+            r.concurrency,
+            APPS.index(r.app),
+        )
+    )
+    print()
+    print(render_table(rows))
+    met, lines = check_targets(rows)
+    print()
+    verdict = {True: "MET", False: "NOT MET", None: "not checked"}[met]
+    print(f"targets at concurrency {TARGET_CONCURRENCY} on SQLite (recoverlink): {verdict}")
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+    failed = any(r.non2xx or r.socket_errors for r in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

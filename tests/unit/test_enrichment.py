@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recoverlink.config.templates import TemplateCompiler
 from recoverlink.domain.catalog import Catalog, CatalogEntry, EntityKind, Team
 from recoverlink.domain.enrichment import AlertFacts, Enricher, MissReason, OwnerSource
-from recoverlink.domain.matchers import parse_matchers
+from recoverlink.domain.matchers import Matcher, matches_all, parse_matchers
 from recoverlink.domain.priority import PriorityMatrix
 from recoverlink.domain.rules import EnrichmentDefaults, ResolutionPolicy, Rule, RuleSet
+from tests.unit.test_selection import ALPHABET, LABELS
+from tests.unit.test_selection import matchers as matcher_strategy
 
 T = TemplateCompiler()
 
@@ -198,3 +202,64 @@ def test_indexed_and_unindexed_rules_keep_file_order(count: int) -> None:
     rules.insert(0, Rule("first-negative", parse_matchers('env!="dev"'), continue_=True))
     result = enricher(*rules).enrich(facts(alertname=f"A{count - 1}"))
     assert result.matched_rules == ("first-negative", f"r{count - 1}")
+
+
+# --------------------------------------------------------------------------- property: index == brute force
+
+_matcher_lists = st.lists(matcher_strategy(), max_size=3)
+
+
+def _brute_force_rules(rules: tuple[Rule, ...], labels: dict[str, str]) -> list[int]:
+    matched = []
+    for position, rule in enumerate(rules):
+        if matches_all(rule.matchers, labels):
+            matched.append(position)
+            if not rule.continue_:
+                break
+    return matched
+
+
+def _brute_force_entry(entries: list[CatalogEntry], labels: dict[str, str]) -> CatalogEntry | None:
+    for entry in entries:
+        if entry.selector is not None and matches_all(entry.selector, labels):
+            return entry
+    name = labels.get("service", "")
+    return next((e for e in entries if e.selector is None and e.name == name), None) if name else None
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(_matcher_lists, st.booleans()), max_size=12),
+    st.lists(st.one_of(st.none(), _matcher_lists), max_size=8),
+    st.lists(
+        st.dictionaries(st.sampled_from(LABELS), st.text(ALPHABET, max_size=4), max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_indexed_matching_finds_the_same_rules_and_entry_as_trying_them_all(
+    rule_specs: list[tuple[list[Matcher], bool]],
+    selectors: list[list[Matcher] | None],
+    alerts: list[dict[str, str]],
+) -> None:
+    rules = tuple(
+        Rule(f"r{i}", tuple(matchers), continue_=cont) for i, (matchers, cont) in enumerate(rule_specs)
+    )
+    names = ["a", "b", "ab", "a-", "b.a", "x", "y", "z"]
+    entries = [
+        CatalogEntry(
+            ref=f"component:default/{name}",
+            name=name,
+            kind=EntityKind.COMPONENT,
+            selector=tuple(selector) if selector is not None else None,
+        )
+        for name, selector in zip(names, selectors, strict=False)
+    ]
+    catalog = Catalog(entries={e.ref: e for e in entries}, teams={})
+    enricher = Enricher(catalog, RuleSet(rules, "v1", DEFAULTS), PriorityMatrix())
+    for labels in alerts:
+        expected_rules = _brute_force_rules(rules, labels)
+        assert enricher._matching_rules(labels) == expected_rules
+        assert enricher._find_entry(labels) == _brute_force_entry(entries, labels)
+        result = enricher.enrich(AlertFacts(labels))
+        assert result.matched_rules == tuple(rules[i].name for i in expected_rules)

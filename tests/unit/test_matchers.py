@@ -343,3 +343,58 @@ def test_regex_matching_is_python_fullmatch_of_the_pattern(pattern: str, value: 
     expected = re.fullmatch(pattern, value, re.ASCII) is not None
     assert Matcher("x", RE, pattern).matches({"x": value}) is expected
     assert Matcher("x", NRE, pattern).matches({"x": value}) is not expected
+
+
+def test_literal_prefixes_name_the_fixed_starts_a_wildcard_regex_requires() -> None:
+    def prefixes(text: str) -> frozenset[str] | None:
+        return parse_matcher(text).literal_prefixes()
+
+    assert prefixes('service=~"svc-04.*"') == frozenset({"svc-04"})
+    assert prefixes('alertname=~"Disk.*|Node.+|Watchdog"') == frozenset({"Disk", "Node", "Watchdog"})
+    assert prefixes('instance=~"10\\\\.1\\\\..*"') == frozenset({"10.1."})
+    assert prefixes('alertname=~"Disk.*|DiskIO.*|Dis.+"') == frozenset({"Dis"})  # nested ones dropped
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a=~"pay.*-api"',  # more after the wildcard
+        'a=~".*"',
+        'a=~"x.*|.*"',  # an alternative without a prefix
+        'a=~"x.*|"',
+        'a=~"(?i)pay.*"',  # a flag
+        'a=~"(pay|bill).*"',  # a group
+        'a=~"p[ae]y.*"',  # a class
+        'a=~"pay.*?"',
+        'a=~"pays?.*"',
+        'a=~"^pay.*"',
+        'a=~"\\\\dpay.*"',  # an escape that is not a literal
+        'a=~"critical|major"',  # plain alternatives: literal_values, not prefixes
+        'a!~"pay.*"',
+        'a="pay.*"',
+    ],
+)
+def test_literal_prefixes_is_none_unless_certain(text: str) -> None:
+    assert parse_matcher(text).literal_prefixes() is None
+
+
+@given(
+    st.lists(st.tuples(st.text(max_size=4), st.sampled_from(("", ".*", ".+"))), min_size=1, max_size=3),
+    st.text(max_size=8),
+)
+def test_every_value_a_prefix_regex_accepts_starts_with_one_of_its_prefixes(
+    parts: list[tuple[str, str]], value: str
+) -> None:
+    matcher = Matcher("a", RE, "|".join(re.escape(literal) + tail for literal, tail in parts))
+    prefixes = matcher.literal_prefixes()
+    if prefixes is not None and matcher.matches({"a": value}):
+        assert value.startswith(tuple(prefixes))
+
+
+@given(st.sampled_from(["a", 'a="x"', 'a!="x"', 'a=~"x|y"', 'a!~"x.*"', 'a=~"x.+"']), st.text(max_size=3))
+def test_check_means_what_matches_means(text: str, value: str) -> None:
+    matcher = parse_matcher(text) if "=" in text else Matcher("a", EQ, "")
+    name, literals, fullmatch, negative = matcher.check()
+    found = value in literals if fullmatch is None else fullmatch(value) is not None
+    assert name == "a"
+    assert (found != negative) == matcher.matches({"a": value})

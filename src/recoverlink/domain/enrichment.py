@@ -10,13 +10,14 @@ Steps, in order:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from recoverlink.domain.catalog import Catalog, CatalogEntry, EntityKind, ItsmRouting, entity_ref
+from recoverlink.domain.matchers import Matcher, MatcherCheck
 from recoverlink.domain.priority import PriorityMatrix
 from recoverlink.domain.rules import (
     ResolutionPolicy,
@@ -134,9 +135,12 @@ class Enricher:
         self.ruleset = ruleset
         self.matrix = matrix or PriorityMatrix()
         self._rule_index = MatcherIndex.build([r.matchers for r in ruleset.rules])
+        # Each rule as (matcher checks, stops evaluation), for the loop in `_matching_rules`.
+        self._rule_checks = [(_checks(r.matchers), not r.continue_) for r in ruleset.rules]
         placeable = [e for e in catalog.entries.values() if e.kind is not EntityKind.SYSTEM]
         self._selected = [e for e in placeable if e.selector is not None]
         self._selector_index = MatcherIndex.build([e.selector or () for e in self._selected])
+        self._selector_checks = [_checks(e.selector or ()) for e in self._selected]
         # A component and a resource may share a name; the `service` label means the component.
         by_kind = sorted(placeable, key=lambda e: e.kind is EntityKind.COMPONENT)
         self._by_name = {e.name: e for e in by_kind if e.selector is None}
@@ -162,19 +166,31 @@ class Enricher:
 
     def _matching_rules(self, labels: Mapping[str, str]) -> list[int]:
         matched: list[int] = []
+        rule_checks = self._rule_checks
+        get = labels.get
         for position in self._rule_index.candidates(labels):
-            rule = self.ruleset.rules[position]
-            if all(m.matches(labels) for m in rule.matchers):
+            checks, stops = rule_checks[position]
+            # `Matcher.matches` for each check, inlined: the first failing matcher rules the rule out.
+            for name, literals, fullmatch, negative in checks:
+                value = get(name, "")
+                if (value in literals if fullmatch is None else fullmatch(value) is not None) is negative:
+                    break
+            else:
                 matched.append(position)
-                if not rule.continue_:
+                if stops:
                     break
         return matched
 
     def _find_entry(self, labels: Mapping[str, str]) -> CatalogEntry | None:
+        selector_checks = self._selector_checks
+        get = labels.get
         for position in self._selector_index.candidates(labels):
-            entry = self._selected[position]
-            if all(m.matches(labels) for m in entry.selector or ()):
-                return entry
+            for name, literals, fullmatch, negative in selector_checks[position]:
+                value = get(name, "")
+                if (value in literals if fullmatch is None else fullmatch(value) is not None) is negative:
+                    break
+            else:
+                return self._selected[position]
         name = labels.get(self.ruleset.defaults.service_label, "")
         return self._by_name.get(name) if name else None
 
@@ -289,6 +305,10 @@ class Enricher:
         )
         steps.append(ExplainStep("service-label", label, named is not None, reason))
         return steps
+
+
+def _checks(matchers: Iterable[Matcher]) -> tuple[MatcherCheck, ...]:
+    return tuple(m.check() for m in matchers)
 
 
 def _render(template: Template, context: Mapping[str, Any], errors: list[str]) -> str:

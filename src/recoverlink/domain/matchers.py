@@ -8,7 +8,7 @@ and regexes fully anchored and limited to what Go's RE2 accepts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -103,9 +103,71 @@ class Matcher:
             return None
         return self._literals
 
+    def literal_prefixes(self) -> frozenset[str] | None:
+        """Non-empty fixed prefixes one of which every value this matcher accepts starts with, else None.
+
+        Only for a positive regex that is, with certainty, a top-level alternation of literals each
+        optionally followed by `.*` or `.+` (`svc-04.*`, `Disk.*|Node.*`, `10\\.1\\..*`); anything else
+        (groups, classes, other quantifiers, flags, an empty literal) gives None. Prefixes that extend
+        another one are dropped, so a value starts with at most one of them.
+        """
+        if self.type is not MatchType.REGEX or self._pattern is None:
+            return None
+        prefixes = _regex_prefixes(self.value)
+        if prefixes is None:
+            return None
+        return frozenset(p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes))
+
+    def check(self) -> MatcherCheck:
+        """(name, literals, fullmatch or None, negative): this matcher as data for a tight loop.
+
+        The matcher holds when `(value in literals if fullmatch is None else fullmatch(value) is not None)`
+        differs from `negative`, where value is the label's value or "" (see `matches`).
+        """
+        pattern = self._pattern
+        return self.name, self._literals, pattern.fullmatch if pattern else None, self._negative
+
     def __str__(self) -> str:
         """The canonical `name="value"` (\\, " and newline escaped), which parses back to an equal matcher."""
         return f"{self.name}{self.type}{_quote(self.value)}"
+
+
+# See `Matcher.check`.
+MatcherCheck = tuple[str, frozenset[str], Callable[[str], object] | None, bool]
+
+# Characters that stand for themselves after a backslash (never a class such as \d or an escape \n).
+_ESCAPED_LITERAL = frozenset("\\.^$*+?{}[]()|-/ ")
+
+
+def _regex_prefixes(value: str) -> set[str] | None:
+    """The literal prefixes of `lit(.*|.+)?|lit(.*|.+)?|...`, or None when the regex is anything else."""
+    prefixes: set[str] = set()
+    literal: list[str] = []
+    i, end = 0, len(value)
+    while True:
+        if i < end and value[i] == "\\":
+            if i + 1 >= end or value[i + 1] not in _ESCAPED_LITERAL:
+                return None
+            literal.append(value[i + 1])
+            i += 2
+            continue
+        if value.startswith((".*", ".+"), i):
+            i += 2
+            if i < end and value[i] != "|":
+                return None  # more after the wildcard (or `.*?`, `.**`): not a plain prefix
+        if i == end or value[i] == "|":
+            if not literal:
+                return None  # an alternative that accepts any start
+            prefixes.add("".join(literal))
+            literal = []
+            if i == end:
+                return prefixes
+            i += 1
+            continue
+        if _REGEX_SPECIAL.match(value, i):
+            return None
+        literal.append(value[i])
+        i += 1
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:

@@ -24,7 +24,10 @@ def _as_utc(value: datetime) -> datetime:
     """Naive times are read as UTC (Alertmanager always sends `Z`); aware ones are converted."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # year 1 with a positive offset falls before datetime.min
+        raise ValueError("time is out of range") from exc
 
 
 class AlertPayload(BaseModel):

@@ -17,9 +17,9 @@ from recoverlink.config.model import WebhookAuth
 from recoverlink.config.secrets import read_secret
 from recoverlink.logs import request_id
 from recoverlink.reload import ConfigFollower, LiveEnrichment
-from recoverlink.store.engine import Store, StoreOptions, make_engine
+from recoverlink.store.engine import Store, StoreOptions, open_store
 from recoverlink.telemetry import Metrics
-from recoverlink.web import api, ops, webhook
+from recoverlink.web import api, ops, recoveries_api, webhook
 from recoverlink.web.credentials import WebhookCredentials
 from recoverlink.web.errors import register_error_handlers
 from recoverlink.web.runtime import EXTENSION, Runtime
@@ -53,7 +53,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     rt = Runtime(
         settings=settings,
-        store=store or Store(make_engine(settings.database_url, StoreOptions.from_config(config.database))),
+        store=store or open_store(settings.database_url, StoreOptions.from_config(config.database)),
         metrics=Metrics(registry or CollectorRegistry(), config.metrics.max_services),
         webhook_credentials=webhook_credentials(config.webhook.auth, environ or os.environ),
         alert_policy=config.webhook.alert_policy(),
@@ -64,7 +64,7 @@ def create_app(
     if follow_config:
         ConfigFollower(settings.config_path, rt.enrichment, rt.store, rt.metrics, clock=clock).start()
     app.extensions[EXTENSION] = rt
-    for blueprint in (webhook.bp, ops.bp, api.bp):
+    for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, rt)

@@ -26,7 +26,7 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise PayloadInvalid(f"{name} must be a whole number from {low} to {high}", field=name)
     return int(raw)
 
@@ -39,6 +39,13 @@ def _status_arg() -> AlertStatus | None:
         return AlertStatus(raw)
     except ValueError as exc:
         raise PayloadInvalid("status must be 'firing' or 'resolved'", field="status") from exc
+
+
+def _fingerprint_arg() -> str | None:
+    raw = request.args.get("fingerprint")
+    if raw is not None and "\x00" in raw:  # PostgreSQL text cannot hold NUL
+        raise PayloadInvalid("fingerprint must not contain NUL characters", field="fingerprint")
+    return raw
 
 
 def _json_value(value: Any) -> Any:
@@ -57,7 +64,7 @@ def alerts() -> Response:
             limit=limit,
             before_id=cursor,
             status=_status_arg(),
-            fingerprint=request.args.get("fingerprint"),
+            fingerprint=_fingerprint_arg(),
         )
     items = [{k: _json_value(v) for k, v in asdict(row).items()} for row in rows]
     next_cursor = rows[-1].id if len(rows) == limit else None

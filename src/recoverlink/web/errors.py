@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from recoverlink.domain.errors import InputError, StoreUnavailable
+from recoverlink.domain.errors import InputError, StoreUnavailable, TransitionNotAllowed
 from recoverlink.logs import request_id
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,10 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InputError)
     def _input(exc: InputError) -> Response:
-        response = _answer(exc.status, error_body(exc.code, exc.message, exc.field))
+        body = error_body(exc.code, exc.message, exc.field)
+        if isinstance(exc, TransitionNotAllowed):
+            body["error"].update(current=exc.current, allowed=list(exc.allowed))
+        response = _answer(exc.status, body)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="recoverlink"'
         return response

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from recoverlink.domain.alerts import AlertStatus, DeliveryResult
 from recoverlink.domain.enrichment import MissReason
+from recoverlink.domain.recovery_state import Milestone, RecoveryEventKind, RecoveryState, Transition
 
 NOTIFICATION_OUTCOMES = ("accepted", "duplicate", "rejected", "unauthorized", "unavailable")
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -127,7 +128,43 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.recoveries_closed = Counter(
+            "recoverlink_recoveries_closed_total",
+            "Recoveries closed.",
+            recovery_labels,
+            registry=registry,
+        )
+        self.resolution = Histogram(
+            "recoverlink_recovery_resolution_seconds",
+            "From a recovery opening to its closing (service resolution time).",
+            ["team", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.escalation_bounces = Counter(
+            "recoverlink_recovery_escalation_bounces_total",
+            "Recoveries whose owner was reassigned to another team, by the new team.",
+            ["team"],
+            registry=registry,
+        )
         self._initialize_labels()
+
+    def transition_observed(
+        self, transition: Transition, team: str | None, priority: str | None, service: str | None
+    ) -> None:
+        """Observe the milestone metrics a committed transition produced, at the moment it happened."""
+        opened_at = transition.status.milestones.get(Milestone.OPENED)
+        elapsed = (transition.at - opened_at).total_seconds() if opened_at else None
+        if Milestone.OWNER_KNOWN in transition.stamped and elapsed is not None:
+            self.owner_known(transition.status.owner, priority, elapsed)
+        elif transition.kind is RecoveryEventKind.OWNER_KNOWN and transition.changed:
+            self.escalation_bounces.labels(self.bounds.team(transition.status.owner)).inc()
+        closed_now = transition.moved and transition.to_state is RecoveryState.CLOSED
+        if closed_now:
+            b = self.bounds
+            self.recoveries_closed.labels(b.team(team), b.priority(priority), b.service(service)).inc()
+            if elapsed is not None:
+                self.resolution.labels(b.team(team), b.priority(priority)).observe(elapsed)
 
     def recovery_opened(self, team: str | None, priority: str | None, service: str | None) -> None:
         b = self.bounds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,18 +18,18 @@ from recoverlink.store.engine import Store
 from recoverlink.store.tokens import register_token
 from recoverlink.telemetry import LabelBounds
 from recoverlink.web import create_app
-from tests.conftest import bearer, fixture_body, make_settings
+from tests.conftest import FakeClock, bearer, fixture_body, make_settings
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "recoverlink.yaml"
 
 
 @pytest.fixture
-def example_app(store: Store, tmp_path: Path) -> Flask:
+def example_app(store: Store, tmp_path: Path, clock: FakeClock) -> Flask:
     settings = load_settings(EXAMPLE, {"RECOVERLINK_DATABASE_URL": str(store.engine.url)})
     # The example's webhook token is generated into var/ on first start; tests use a known one.
     webhook = make_settings(tmp_path).config.webhook
     settings = replace(settings, config=settings.config.model_copy(update={"webhook": webhook}))
-    return create_app(settings, store=store, registry=CollectorRegistry(), environ={})
+    return create_app(settings, store=store, registry=CollectorRegistry(), environ={}, clock=clock)
 
 
 @pytest.fixture
@@ -111,3 +111,30 @@ def test_unknown_and_overflowing_label_values_stay_bounded() -> None:
     bounds = LabelBounds(max_services=2)
     assert [bounds.service(s) for s in ("a", "b", "c", "a", None)] == ["a", "b", "other", "a", "unknown"]
     assert (bounds.team(None), bounds.priority("P9"), bounds.priority("P2")) == ("unknown", "unknown", "P2")
+
+
+def test_operator_reassignment_and_close_are_observed_once(
+    example_app: Flask, example_client: FlaskClient, store: Store, clock: FakeClock
+) -> None:
+    with store.write() as conn:
+        register_token(conn, "rl_operator", Role.OPERATOR, "oncall", datetime.now(UTC))
+    example_client.post("/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer())
+    operator = bearer("rl_operator")
+    assert (
+        example_client.patch("/api/v1/recoveries/1", json={"owner": "sre"}, headers=operator).status_code
+        == 200
+    )
+    assert (
+        example_client.patch("/api/v1/recoveries/1", json={"owner": "sre"}, headers=operator).status_code
+        == 200
+    )
+    clock.now += timedelta(minutes=30)
+    close = {"target": "closed", "reason": "verified with the contact center"}
+    answer = example_client.post("/api/v1/recoveries/1/transitions", json=close, headers=operator)
+    assert answer.status_code == 200
+    registry = example_app.extensions["recoverlink"].metrics.registry
+    assert registry.get_sample_value("recoverlink_recovery_escalation_bounces_total", {"team": "sre"}) == 1
+    labels = {"team": "payments", "priority": "P1", "service": "payments-api"}
+    assert registry.get_sample_value("recoverlink_recoveries_closed_total", labels) == 1
+    resolution = {"team": "payments", "priority": "P1"}
+    assert registry.get_sample_value("recoverlink_recovery_resolution_seconds_sum", resolution) == 1800

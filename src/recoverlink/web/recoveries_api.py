@@ -23,7 +23,6 @@ from sqlalchemy import Connection
 from recoverlink.domain.errors import NotFound, PayloadInvalid, TransitionNotAllowed
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import (
-    Milestone,
     RecoveryEvent,
     RecoveryEventKind,
     RecoveryState,
@@ -279,9 +278,7 @@ def _write(recovery_id: int, change: _Change) -> Response:
         transitions = change(conn, row, token.name, now)
         answer = _detail(conn, recovery_id)
     for transition in transitions:
-        if Milestone.OWNER_KNOWN in transition.stamped:
-            opened_at = transition.status.milestones[Milestone.OPENED]
-            rt.metrics.owner_known(transition.status.owner, row.priority, (now - opened_at).total_seconds())
+        rt.metrics.transition_observed(transition, row.team, row.priority, row.service)
     return jsonify(answer)
 
 

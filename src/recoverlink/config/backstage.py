@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from recoverlink.config.catalog_file import ITSM_SYSTEMS
 from recoverlink.config.catalog_refs import (
@@ -30,7 +27,7 @@ from recoverlink.config.catalog_refs import (
     TeamDraft,
 )
 from recoverlink.config.model import BackstageAnnotations
-from recoverlink.config.yamlfile import validate
+from recoverlink.config.yamlfile import YamlMap, YamlSeq, parse_documents, validate
 from recoverlink.domain.catalog import (
     DEFAULT_NAMESPACE,
     CatalogEntry,
@@ -149,33 +146,22 @@ def parse_backstage(text: str, name: str, annotations: BackstageAnnotations) -> 
     return source
 
 
-def _documents(text: str, source: CatalogSource) -> Iterator[CommentedMap]:
-    documents = YAML(typ="rt").load_all(text)
-    while True:
-        try:
-            node = next(documents)
-        except StopIteration:
-            return
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
-            message = f"invalid YAML: {exc.problem or exc.context}"
-            source.errors.append(ConfigError(source.path, message, line, col))
-            return
-        if isinstance(node, CommentedMap):
+def _documents(text: str, source: CatalogSource) -> Iterator[YamlMap]:
+    for node in parse_documents(text, source.path, source.errors):
+        if isinstance(node, YamlMap):
             yield node
         elif node is not None:
-            line = node.lc.line + 1 if isinstance(node, CommentedSeq) else None
+            line = node.line if isinstance(node, YamlSeq) else None
             source.errors.append(ConfigError(source.path, "an entity must be a mapping", line))
 
 
 class _Document(NodeContext):
     """One entity document of a Backstage file."""
 
-    def __init__(self, source: CatalogSource, node: CommentedMap, keys: BackstageAnnotations) -> None:
+    def __init__(self, source: CatalogSource, node: YamlMap, keys: BackstageAnnotations) -> None:
         super().__init__(source, node)
         self.keys = keys
-        self.start = SourceLocation(source.path, node.lc.line + 1)
+        self.start = SourceLocation(source.path, node.line)
 
     def validate(self, model: type[S]) -> S | None:
         try:
@@ -215,15 +201,15 @@ def _report_placeholders(doc: _Document) -> bool:
     stack: list[Any] = [doc.node]
     while stack:
         node = stack.pop()
-        if isinstance(node, CommentedMap):
+        if isinstance(node, YamlMap):
             for key, value in node.items():
                 if key in PLACEHOLDERS:
-                    line, col = node.lc.key(key)
+                    line, col = node.key_marks[key]
                     message = f'unsupported placeholder "{key}": only the Backstage backend substitutes it'
                     hint = "write the value into the file: recoverlink reads it as it is"
-                    found.append(ConfigError(doc.source.path, message, line + 1, col + 1, hint))
+                    found.append(ConfigError(doc.source.path, message, line, col, hint))
                 stack.append(value)
-        elif isinstance(node, CommentedSeq):
+        elif isinstance(node, YamlSeq):
             stack.extend(node)
     doc.source.errors.extend(sorted(found, key=lambda error: (error.line or 0, error.col or 0)))
     return bool(found)

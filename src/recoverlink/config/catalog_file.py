@@ -101,11 +101,18 @@ def read_catalog_file(path: Path) -> CatalogSource:
     except ConfigErrors as exc:
         source.errors.extend(exc.errors)
         return source
+    ctx = NodeContext(source, node)
     try:
-        validate(CatalogFileModel, node, source.path)
+        model = validate(CatalogFileModel, node, source.path)
     except ConfigErrors as exc:
         source.errors.extend(exc.errors)
-    ctx = NodeContext(source, node)
+    else:
+        # Valid as a whole: every item is valid, so read the validated items without validating again.
+        for i, team in enumerate(model.teams):
+            _add_team(ctx, ("teams", i), team)
+        for i, service in enumerate(model.services):
+            source.entities.append(_service(ctx, ("services", i), service))
+        return source
     for i, item in enumerate(_items(node, "teams")):
         try:
             _add_team(ctx, ("teams", i), TeamModel.model_validate(item))

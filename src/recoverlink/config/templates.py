@@ -38,6 +38,8 @@ class TemplateCompiler:
             undefined=StrictUndefined if strict else Undefined,
             keep_trailing_newline=False,
         )
+        # Rule sets repeat the same few templates: compile each text once (broken ones are not kept).
+        self._compiled: dict[str, JinjaTemplate] = {}
 
     def compile(self, text: str) -> Template:
         """A Constant when `text` has no template syntax, else a compiled sandboxed template.
@@ -46,7 +48,11 @@ class TemplateCompiler:
         """
         if not any(marker in text for marker in _MARKERS):
             return Constant(text)
-        return JinjaTemplate(text, self._env.from_string(text))
+        template = self._compiled.get(text)
+        if template is None:
+            template = JinjaTemplate(text, self._env.from_string(text))
+            self._compiled[text] = template
+        return template
 
 
 __all__ = ["JinjaTemplate", "TemplateCompiler", "TemplateSyntaxError"]

@@ -67,6 +67,7 @@ class TrackingOutcome:
     reopened: list[OpenedRecovery] = field(default_factory=list)
     placements: Counter[CorrelationOutcome] = field(default_factory=Counter)
     ownership: list[OwnershipLatency] = field(default_factory=list)
+    storm_joins: list[str | None] = field(default_factory=list)  # the team of each episode a storm absorbed
 
 
 def track_recoveries(
@@ -114,6 +115,8 @@ class _Tracker:
         recovery_id = self._apply(decision, alert, enrichment, episode)
         store.attach_alert(self.conn, recovery_id, alert_id, ROLE[decision.outcome], self.now)
         self.outcome.placements[decision.outcome] += 1
+        if decision.outcome is CorrelationOutcome.STORM:
+            self.outcome.storm_joins.append(episode.team)
         if decision.outcome is not CorrelationOutcome.ATTACHED:
             # Joining the recovery of its own key is recorded by the attachment row; a reopen,
             # a symptom, a storm or an opening is a decision people will want to read back.

@@ -147,6 +147,12 @@ class Metrics:
             ["team"],
             registry=registry,
         )
+        self.storm_episodes = Counter(
+            "recoverlink_recovery_storm_episodes_total",
+            "Alert episodes that joined a storm's parent recovery instead of opening their own.",
+            ["team"],
+            registry=registry,
+        )
         self._initialize_labels()
 
     def transition_observed(

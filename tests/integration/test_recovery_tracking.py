@@ -17,7 +17,7 @@ from recoverlink.config.loader import load_config
 from recoverlink.domain.alerts import AlertPolicy
 from recoverlink.domain.enrichment import Enricher
 from recoverlink.domain.rules import StormScope, StormThreshold
-from recoverlink.ingest import ingest_webhook
+from recoverlink.ingest import IngestOutcome, ingest_webhook
 from recoverlink.store.engine import Store
 from recoverlink.store.schema import audit_events, recoveries, recovery_alerts
 from tests.conftest import FakeClock, fixture_body
@@ -32,9 +32,11 @@ def enricher() -> Enricher:
     return load_enrichment(config, EXAMPLE.parent, str(EXAMPLE)).enricher
 
 
-def deliver(store: Store, enricher: Enricher, clock: FakeClock, document: dict[str, Any] | str) -> None:
+def deliver(
+    store: Store, enricher: Enricher, clock: FakeClock, document: dict[str, Any] | str
+) -> IngestOutcome:
     body = fixture_body(document) if isinstance(document, str) else json.dumps(document).encode()
-    ingest_webhook(store, body, POLICY, enricher, clock())
+    return ingest_webhook(store, body, POLICY, enricher, clock())
 
 
 def alert_doc(  # noqa: PLR0917
@@ -188,8 +190,10 @@ def test_storm_attaches_further_episodes_to_one_parent_that_says_so(
         enricher.catalog, replace(enricher.ruleset, defaults=replace(enricher.ruleset.defaults, storm=storm))
     )
     # Five unrelated failures of services the catalog does not know: all the fallback team's.
-    for n in range(5):
+    outcomes = [
         deliver(store, stormy, clock, alert_doc(f"Down{n}", f"mystery-{n}", fingerprint=f"{n:016x}"))
+        for n in range(5)
+    ]
     opened = rows(store)
     parents = [r for r in opened if r.storm]
     assert len(opened) == 3
@@ -197,6 +201,7 @@ def test_storm_attaches_further_episodes_to_one_parent_that_says_so(
     assert parents[0].id == opened[2].id
     assert parents[0].storm_episodes == 2
     assert {r.team for r in opened} == {"sre"}
+    assert outcomes[-1].recoveries.storm_joins == ["sre"]
 
 
 @pytest.mark.parametrize("round_", range(3))

@@ -58,6 +58,8 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
         rt.metrics.recovery_opened(opened.team, opened.priority, opened.service)
     for reopened in tracked.reopened:
         rt.metrics.recovery_reopened(reopened.team, reopened.priority, reopened.service)
+    for team in tracked.storm_joins:
+        rt.metrics.storm_episodes.labels(rt.metrics.bounds.team(team)).inc()
     for latency in tracked.ownership:
         rt.metrics.owner_known(latency.team, latency.priority, latency.seconds)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}

@@ -13,7 +13,7 @@ from recoverlink.domain.correlation import Candidates, RecoveryCandidate
 from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
 from recoverlink.domain.rules import StormScope
 from recoverlink.store.common import from_db_time, to_db_time, upsert
-from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_alerts
+from recoverlink.store.schema import STORM_PARENT_WHERE, alerts, audit_events, recoveries, recovery_alerts
 
 # A recovery collects new alerts until its fix is deployed; a later re-fire reopens it (inside the
 # reopen window) or opens a new, linked recovery.
@@ -269,7 +269,7 @@ _STORM_OPENINGS = {
 }
 _STORM_PARENT = {
     scope: select(*_CANDIDATE_COLUMNS)
-    .where(column == bindparam("value"), recoveries.c.storm.is_(True), recoveries.c.open_key.is_not(None))
+    .where(column == bindparam("value"), STORM_PARENT_WHERE)
     .order_by(recoveries.c.id.desc())
     .limit(1)
     for scope, column in _STORM_COLUMN.items()

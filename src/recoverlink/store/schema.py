@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -135,6 +136,26 @@ recoveries = Table(
     Index(None, "service", "id"),
     Index(None, "correlation_key", "id"),
     Index(None, "opened_at"),
+    # Storm mode counts a team's or service's recent openings and finds its open storm parent.
+    Index(None, "team", "opened_at"),
+    Index(None, "service", "opened_at"),
+)
+
+# Written the same in the index and in the lookup, so SQLite's planner can use the partial index.
+STORM_PARENT_WHERE = text("storm AND open_key IS NOT NULL")
+Index(
+    "ix_recoveries_storm_parent_team",
+    recoveries.c.team,
+    recoveries.c.id,
+    sqlite_where=STORM_PARENT_WHERE,
+    postgresql_where=STORM_PARENT_WHERE,
+)
+Index(
+    "ix_recoveries_storm_parent_service",
+    recoveries.c.service,
+    recoveries.c.id,
+    sqlite_where=STORM_PARENT_WHERE,
+    postgresql_where=STORM_PARENT_WHERE,
 )
 
 recovery_alerts = Table(

@@ -19,11 +19,11 @@ from recoverlink.domain.correlation import CorrelationDecision, CorrelationOutco
 from recoverlink.domain.correlation import open_or_attach_recovery as correlate
 from recoverlink.domain.enrichment import Enrichment, OwnerSource
 from recoverlink.domain.recovery_state import (
-    Milestone,
     RecoveryEvent,
     RecoveryEventKind,
     RecoveryState,
     RecoveryStatus,
+    Transition,
     TransitionSource,
     apply_event,
     new_recovery_status,
@@ -53,12 +53,13 @@ class OpenedRecovery:
 
 
 @dataclass(frozen=True)
-class OwnershipLatency:
-    """An observation of `recoverlink_recovery_time_to_ownership_seconds`."""
+class CommittedTransition:
+    """A transition this delivery made, with the labels its metrics carry."""
 
+    transition: Transition
     team: str | None
     priority: str
-    seconds: float
+    service: str | None
 
 
 @dataclass
@@ -66,7 +67,7 @@ class TrackingOutcome:
     opened: list[OpenedRecovery] = field(default_factory=list)
     reopened: list[OpenedRecovery] = field(default_factory=list)
     placements: Counter[CorrelationOutcome] = field(default_factory=Counter)
-    ownership: list[OwnershipLatency] = field(default_factory=list)
+    transitions: list[CommittedTransition] = field(default_factory=list)
     storm_joins: list[str | None] = field(default_factory=list)  # the team of each episode a storm absorbed
 
 
@@ -191,10 +192,8 @@ class _Tracker:
         transition = apply_event(status, event, self.now)
         if transition.changed:
             store.save_transition(self.conn, row, transition, ACTOR)
-        if Milestone.OWNER_KNOWN in transition.stamped:
-            opened_at = transition.status.milestones[Milestone.OPENED]
-            seconds = (self.now - opened_at).total_seconds()
-            self.outcome.ownership.append(OwnershipLatency(transition.status.owner, row.priority, seconds))
+            committed = CommittedTransition(transition, row.team, row.priority, row.service)
+            self.outcome.transitions.append(committed)
         return transition.changed
 
     def _audit(

@@ -60,8 +60,8 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
         rt.metrics.recovery_reopened(reopened.team, reopened.priority, reopened.service)
     for team in tracked.storm_joins:
         rt.metrics.storm_episodes.labels(rt.metrics.bounds.team(team)).inc()
-    for latency in tracked.ownership:
-        rt.metrics.owner_known(latency.team, latency.priority, latency.seconds)
+    for done in tracked.transitions:
+        rt.metrics.transition_observed(done.transition, done.team, done.priority, done.service)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
     log.info(
         "notification stored",

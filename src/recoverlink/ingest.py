@@ -6,6 +6,7 @@ Only a committed transaction is acknowledged (DESIGN.md, "Ack only what is durab
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,8 +56,10 @@ def ingest_webhook(
     cache = _Enrichments(enricher, enrichments)
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
-        decisions = _apply_episodes(conn, notification, recorded.id, now, cache)
-        tracked = track_recoveries(conn, decisions, cache.of, notification.group_key, now)
+        decisions, ids = _apply_episodes(conn, notification, recorded.id, now, cache)
+        tracked = track_recoveries(
+            conn, decisions, ids, enrichment_of=cache.of, group_key=notification.group_key, now=now
+        )
     created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
     return IngestOutcome(
         notification_id=recorded.id,
@@ -89,17 +92,22 @@ def _apply_episodes(
     notification_id: int,
     now: datetime,
     enrichments: _Enrichments,
-) -> list[EpisodeDecision]:
-    """Decide each alert against the stored episode and write the change; re-decide lost races."""
+) -> tuple[list[EpisodeDecision], dict[tuple[str, datetime], int]]:
+    """Decide each alert against the stored episode and write the change; re-decide lost races.
+
+    Returns the final decisions and the row id of every episode in the notification."""
     keys = [a.episode_key for a in notification.alerts]
-    decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))
+    stored = alert_store.load_episodes(conn, keys)
+    decisions = decide_episodes(notification.alerts, stored.states)
     inserts = [d.alert for d in decisions if d.change is EpisodeChange.INSERT]
     records = {a.episode_key: enrichment_record(enrichments.of(a)) for a in inserts}
     inserted = alert_store.insert_episodes(conn, inserts, notification_id, now, records)
+    ids = {**stored.ids, **inserted}
     if len(inserted) < len(inserts):
         # A concurrent delivery inserted some of them first: decide those again, now they exist.
-        decisions = decide_episodes(notification.alerts, alert_store.load_episodes(conn, keys))
-        decisions = [_as_ours(d, inserted) for d in decisions]
+        stored = alert_store.load_episodes(conn, keys)
+        decisions = [_as_ours(d, inserted) for d in decide_episodes(notification.alerts, stored.states)]
+        ids = {**stored.ids, **inserted}
     final: list[EpisodeDecision] = []
     touches = []
     for decided in decisions:
@@ -113,10 +121,10 @@ def _apply_episodes(
             touches.append(decision.alert)
         final.append(decision)
     alert_store.touch_episodes(conn, touches, now)
-    return final
+    return final, ids
 
 
-def _as_ours(decision: EpisodeDecision, inserted: set[tuple[str, datetime]]) -> EpisodeDecision:
+def _as_ours(decision: EpisodeDecision, inserted: Mapping[tuple[str, datetime], int]) -> EpisodeDecision:
     """After a re-read, an episode this call inserted itself is still new to it."""
     if decision.alert.episode_key in inserted:
         return EpisodeDecision(decision.alert, EpisodeChange.INSERT, DeliveryResult.NEW)

@@ -74,6 +74,8 @@ class TrackingOutcome:
 def track_recoveries(
     conn: Connection,
     decisions: Sequence[EpisodeDecision],
+    ids: Mapping[tuple[str, datetime], int],
+    *,
     enrichment_of: Callable[[Alert], Enrichment],
     group_key: str,
     now: datetime,
@@ -81,7 +83,6 @@ def track_recoveries(
     """Place every new episode, then apply `alerts_resolved` to recoveries left with none firing."""
     tracker = _Tracker(conn, now, group_key)
     changed = [d for d in decisions if d.change in (EpisodeChange.INSERT, EpisodeChange.RESOLVE)]
-    ids = store.alert_ids(conn, [d.alert.episode_key for d in changed])
     for decision in changed:
         if decision.change is EpisodeChange.INSERT:
             alert = decision.alert

@@ -69,23 +69,31 @@ def record_notification(
     return RecordedNotification(id=row.id, delivery_count=row.delivery_count)
 
 
-def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> dict[EpisodeKey, StoredEpisode]:
-    """The stored state of the given episodes (absent ones are missing from the result)."""
+@dataclass(frozen=True)
+class StoredEpisodes:
+    """What the store holds for some episodes: their state (for deciding) and their row ids."""
+
+    states: dict[EpisodeKey, StoredEpisode]
+    ids: dict[EpisodeKey, int]
+
+
+_LOAD_EPISODES = select(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).where(
+    alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True))
+)
+
+
+def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> StoredEpisodes:
+    """The stored state and id of the given episodes (absent ones are missing from the result)."""
     wanted = {(fp, to_db_time(at)) for fp, at in keys}
+    found = StoredEpisodes({}, {})
     if not wanted:
-        return {}
-    rows = conn.execute(
-        select(alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).where(
-            alerts.c.fingerprint.in_(sorted({fp for fp, _ in wanted}))
-        )
-    )
-    found: dict[EpisodeKey, StoredEpisode] = {}
+        return found
+    rows = conn.execute(_LOAD_EPISODES, {"fingerprints": sorted({fp for fp, _ in wanted})})
     for row in rows:
         if (row.fingerprint, row.starts_at) in wanted:
-            starts_at = from_db_time(row.starts_at)
-            found[(row.fingerprint, starts_at)] = StoredEpisode(
-                row.fingerprint, starts_at, AlertStatus(row.status)
-            )
+            key = (row.fingerprint, from_db_time(row.starts_at))
+            found.states[key] = StoredEpisode(row.fingerprint, key[1], AlertStatus(row.status))
+            found.ids[key] = int(row.id)
     return found
 
 
@@ -102,11 +110,11 @@ def insert_episodes(
     notification_id: int,
     now: datetime,
     enrichments: Mapping[EpisodeKey, Mapping[str, Any]] | None = None,
-) -> set[EpisodeKey]:
+) -> dict[EpisodeKey, int]:
     """Insert new episodes with their enrichment; returns the keys this call inserted (a
     concurrent writer may win a race for the others)."""
     if not new:
-        return set()
+        return {}
     at = to_db_time(now)
     enrichments = enrichments or {}
     rows = [
@@ -128,10 +136,11 @@ def insert_episodes(
         }
         for a in new
     ]
-    inserted: set[EpisodeKey] = set()
+    inserted: dict[EpisodeKey, int] = {}
     for alert, row in zip(new, rows, strict=True):
-        if conn.execute(_INSERT_EPISODE, row).first() is not None:
-            inserted.add(alert.episode_key)
+        returned = conn.execute(_INSERT_EPISODE, row).first()
+        if returned is not None:
+            inserted[alert.episode_key] = int(returned.id)
     return inserted
 
 

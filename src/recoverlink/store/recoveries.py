@@ -195,22 +195,6 @@ def attach_alert(conn: Connection, recovery_id: int, alert_id: int, role: str, n
         conn.execute(_COUNTERS[role], {"recovery": recovery_id})
 
 
-def alert_ids(conn: Connection, keys: Sequence[tuple[str, datetime]]) -> dict[tuple[str, datetime], int]:
-    wanted = {(fp, to_db_time(at)) for fp, at in keys}
-    if not wanted:
-        return {}
-    rows = conn.execute(
-        select(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at).where(
-            alerts.c.fingerprint.in_(sorted({fp for fp, _ in wanted}))
-        )
-    )
-    return {
-        (r.fingerprint, from_db_time(r.starts_at)): int(r.id)
-        for r in rows
-        if (r.fingerprint, r.starts_at) in wanted
-    }
-
-
 def recovery_of_alert(conn: Connection, alert_id: int) -> int | None:
     row = conn.execute(
         select(recovery_alerts.c.recovery_id).where(recovery_alerts.c.alert_id == alert_id)

@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import platform
-import secrets
 import shutil
 import signal
 import socket
@@ -49,6 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+
+import benchlib
+from benchlib import throwaway_postgres
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -251,28 +253,13 @@ def database(backend: str, tmp: Path, pg_url: str) -> Iterator[Database]:
             count_dsn={"recoverlink": str(tmp / "recoverlink.db"), "floor": str(tmp / "floor.db")},
         )
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"rl_bench_{secrets.token_hex(4)}"
-    admin = make_url(pg_url).set(drivername="postgresql")
-    raw = admin.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    print(f"created PostgreSQL database {name}", flush=True)
-    try:
+    with throwaway_postgres(pg_url) as pg:
         yield Database(
             backend,
-            recoverlink_url=admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-                hide_password=False
-            ),
-            floor_dsn=raw,
-            count_dsn={"recoverlink": raw, "floor": raw},
+            recoverlink_url=pg.sqlalchemy_url,
+            floor_dsn=pg.dsn,
+            count_dsn={"recoverlink": pg.dsn, "floor": pg.dsn},
         )
-    finally:
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        print(f"dropped PostgreSQL database {name}", flush=True)
 
 
 COUNT_SQL = {"recoverlink": "SELECT count(*) FROM alerts", "floor": "SELECT count(*) FROM floor_alerts"}
@@ -534,16 +521,7 @@ def _cells(row: Row) -> list[str]:
 
 
 def render_table(rows: list[Row]) -> str:
-    body = [_cells(r) for r in rows]
-    widths = [max(len(name), *(len(cells[i]) for cells in body)) for i, (name, _) in enumerate(COLUMNS)]
-
-    def line(cells: list[str]) -> str:
-        parts = [f"{c:{align}{w}}" for c, (_, align), w in zip(cells, COLUMNS, widths, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    out = [line([name for name, _ in COLUMNS]), "  ".join("-" * w for w in widths)]
-    out.extend(line(cells) for cells in body)
-    return "\n".join(out)
+    return benchlib.render_table(COLUMNS, [_cells(r) for r in rows])
 
 
 def check_targets(rows: list[Row]) -> tuple[bool | None, list[str]]:

@@ -56,6 +56,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import benchlib
+from benchlib import throwaway_postgres
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 EXAMPLE_CONFIG = ROOT / "deploy" / "recoverlink.yaml"
@@ -566,30 +569,14 @@ class Database:
 
 @contextlib.contextmanager
 def database(backend: str, tmp: Path, pg_url: str) -> Iterator[Database]:
-    from sqlalchemy.engine import make_url
-
     from recoverlink.config.loader import sqlite_url
 
     if backend == "sqlite":
         path = tmp / "recoverlink.db"
         yield Database("sqlite", sqlite_url(path), path=path)
         return
-    import psycopg
-
-    admin = make_url(pg_url).set(drivername="postgresql")
-    name = f"rl_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        db_url = admin.set(database=name)
-        yield Database(
-            "postgresql",
-            db_url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
-            dsn=db_url.render_as_string(hide_password=False),
-        )
-    finally:
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres(pg_url) as pg:
+        yield Database("postgresql", pg.sqlalchemy_url, dsn=pg.dsn)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -936,16 +923,7 @@ def _cells(row: Row) -> list[str]:
 
 
 def render_table(rows: list[Row]) -> str:
-    body = [_cells(r) for r in rows]
-    widths = [max(len(name), *(len(c[i]) for c in body)) for i, (name, _) in enumerate(TABLE_COLUMNS)]
-
-    def line(cells: list[str]) -> str:
-        parts = [f"{c:{align}{w}}" for c, (_, align), w in zip(cells, TABLE_COLUMNS, widths, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    out = [line([name for name, _ in TABLE_COLUMNS]), "  ".join("-" * w for w in widths)]
-    out.extend(line(cells) for cells in body)
-    return "\n".join(out)
+    return benchlib.render_table(TABLE_COLUMNS, [_cells(r) for r in rows])
 
 
 def verdicts(rows: list[Row], backends: Iterable[str]) -> list[str]:

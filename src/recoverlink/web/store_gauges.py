@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from recoverlink.domain.errors import StoreUnavailable
 from recoverlink.store import recoveries
 from recoverlink.store.engine import Store
-from recoverlink.telemetry import OTHER, LabelBounds
+from recoverlink.telemetry import OTHER, UNKNOWN, LabelBounds
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,6 @@ class RecoveryStateGauge(Collector):
         kept = {s for s, _ in by_service.most_common(self.max_services)}
         bounded: Counter[tuple[str, str, str, str]] = Counter()
         for state, team, priority, service, count in rows:
-            shown = LabelBounds.team(service) if service in kept else OTHER
+            shown = (service or UNKNOWN) if service in kept else OTHER
             bounded[(state, LabelBounds.team(team), LabelBounds.priority(priority), shown)] += count
         return bounded

@@ -25,6 +25,7 @@ from recoverlink.domain.alerts import (
     notification_dedup_key,
 )
 from recoverlink.domain.enrichment import AlertFacts, Enricher, Enrichment, MissReason, enrichment_record
+from recoverlink.recovery_jobs import DEFAULT_PLAN, JobPlan
 from recoverlink.recovery_tracking import TrackingOutcome, track_recoveries
 from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
@@ -43,7 +44,13 @@ class IngestOutcome:
 
 
 def ingest_webhook(
-    store: Store, body: bytes, policy: AlertPolicy, enricher: Enricher, now: datetime
+    store: Store,
+    body: bytes,
+    policy: AlertPolicy,
+    enricher: Enricher,
+    now: datetime,
+    *,
+    plan: JobPlan = DEFAULT_PLAN,
 ) -> IngestOutcome:
     """Validate one Alertmanager delivery, enrich its new episodes and store it durably.
 
@@ -58,7 +65,13 @@ def ingest_webhook(
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
         decisions, ids = _apply_episodes(conn, notification, recorded.id, now, cache)
         tracked = track_recoveries(
-            conn, decisions, ids, enrichment_of=cache.of, group_key=notification.group_key, now=now
+            conn,
+            decisions,
+            ids,
+            enrichment_of=cache.of,
+            group_key=notification.group_key,
+            now=now,
+            plan=plan,
         )
     created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
     return IngestOutcome(

@@ -30,6 +30,8 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.rules import ResolutionPolicy, StormScope
+from recoverlink.recovery_jobs import JobPlan, commit_transition, impact_context, jobs_for_opening
+from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
 
 ACTOR = "alertmanager"
@@ -79,9 +81,10 @@ def track_recoveries(
     enrichment_of: Callable[[Alert], Enrichment],
     group_key: str,
     now: datetime,
+    plan: JobPlan,
 ) -> TrackingOutcome:
     """Place every new episode, then apply `alerts_resolved` to recoveries left with none firing."""
-    tracker = _Tracker(conn, now, group_key)
+    tracker = _Tracker(conn, now, group_key, plan)
     changed = [d for d in decisions if d.change in (EpisodeChange.INSERT, EpisodeChange.RESOLVE)]
     for decision in changed:
         if decision.change is EpisodeChange.INSERT:
@@ -101,6 +104,7 @@ class _Tracker:
     conn: Connection
     now: datetime
     group_key: str
+    plan: JobPlan
     outcome: TrackingOutcome = field(default_factory=TrackingOutcome)
 
     def place(self, alert: Alert, alert_id: int, enrichment: Enrichment) -> None:
@@ -150,9 +154,11 @@ class _Tracker:
     ) -> int | None:
         closes = enrichment.resolution is ResolutionPolicy.CLOSE
         status = new_recovery_status(self.now, itsm_configured=False, resolution_closes_incident=closes)
+        title = _title(alert, enrichment)
+        context = impact_context(title, self.now, alert, enrichment)
         new = store.NewRecovery(
             correlation_key=episode.correlation_key,
-            title=_title(alert, enrichment),
+            title=title,
             service=enrichment.service,
             service_ref=enrichment.service_ref,
             team=enrichment.owner,
@@ -161,10 +167,14 @@ class _Tracker:
             reopen_window=enrichment.reopen_window,
             linked_to=decision.linked_to,
             storm=decision.becomes_storm_parent,
+            impact_sources=enrichment.impact_sources,
+            impact_context=context,
         )
         recovery_id = store.open_recovery(self.conn, new, status, self.now)
         if recovery_id is None:
             return None
+        jobs = jobs_for_opening(recovery_id, enrichment.impact_sources, context, self.now)
+        outbox.enqueue(self.conn, jobs, self.now, self.plan.max_attempts)
         details = {"correlation_key": episode.correlation_key, "linked_to": decision.linked_to}
         self._audit(recovery_id, "opened", {**details, "reason": decision.reason}, RecoveryState.OPENED)
         if enrichment.owner and enrichment.owner_source in (OwnerSource.CATALOG, OwnerSource.RULE):
@@ -192,7 +202,7 @@ class _Tracker:
             return False
         transition = apply_event(status, event, self.now)
         if transition.changed:
-            store.save_transition(self.conn, row, transition, ACTOR)
+            commit_transition(self.conn, row, transition, ACTOR, self.plan)
             committed = CommittedTransition(transition, row.team, row.priority, row.service)
             self.outcome.transitions.append(committed)
         return transition.changed

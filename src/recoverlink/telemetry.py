@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -147,6 +148,38 @@ class Metrics:
             ["team"],
             registry=registry,
         )
+        self.time_to_impact = Histogram(
+            "recoverlink_recovery_time_to_impact_seconds",
+            "From a recovery opening to its customer impact being identified (impact source or person).",
+            ["team", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.fix_to_verification = Histogram(
+            "recoverlink_recovery_fix_to_verification_seconds",
+            "From the fix being deployed to customer impact verified back to normal.",
+            ["team", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.repeat_alerts = Counter(
+            "recoverlink_recovery_repeat_alerts_total",
+            "Alerts of the same failure that fired again within 24 h / 48 h of its recovery closing.",
+            ["team", "window"],
+            registry=registry,
+        )
+        self.repeat_contacts = Counter(
+            "recoverlink_recovery_repeat_contacts_total",
+            "Repeat customer contacts within 24 h / 48 h of a recovery closing, where a source counts them.",
+            ["team", "window"],
+            registry=registry,
+        )
+        self.outbox_runs = Counter(
+            "recoverlink_outbox_job_runs_total",
+            "Outbox job runs by kind and outcome (done, retry, dead, deferred, lost, unrecorded).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
         self.storm_episodes = Counter(
             "recoverlink_recovery_storm_episodes_total",
             "Alert episodes that joined a storm's parent recovery instead of opening their own.",
@@ -159,18 +192,32 @@ class Metrics:
         self, transition: Transition, team: str | None, priority: str | None, service: str | None
     ) -> None:
         """Observe the milestone metrics a committed transition produced, at the moment it happened."""
-        opened_at = transition.status.milestones.get(Milestone.OPENED)
-        elapsed = (transition.at - opened_at).total_seconds() if opened_at else None
+        milestones = transition.status.milestones
+        b = self.bounds
+        latency = {"team": b.team(team), "priority": b.priority(priority)}
+        for milestone, histogram, start in (
+            (Milestone.IMPACT_IDENTIFIED, self.time_to_impact, Milestone.OPENED),
+            (Milestone.IMPACT_VERIFIED, self.fix_to_verification, Milestone.FIX_DEPLOYED),
+        ):
+            if milestone in transition.stamped and start in milestones:
+                histogram.labels(**latency).observe(_seconds(milestones[start], transition.at))
+        opened_at = milestones.get(Milestone.OPENED)
+        elapsed = _seconds(opened_at, transition.at) if opened_at else None
         if Milestone.OWNER_KNOWN in transition.stamped and elapsed is not None:
             self.owner_known(transition.status.owner, priority, elapsed)
         elif transition.kind is RecoveryEventKind.OWNER_KNOWN and transition.changed:
-            self.escalation_bounces.labels(self.bounds.team(transition.status.owner)).inc()
-        closed_now = transition.moved and transition.to_state is RecoveryState.CLOSED
-        if closed_now:
-            b = self.bounds
+            self.escalation_bounces.labels(b.team(transition.status.owner)).inc()
+        if transition.moved and transition.to_state is RecoveryState.CLOSED:
             self.recoveries_closed.labels(b.team(team), b.priority(priority), b.service(service)).inc()
             if elapsed is not None:
-                self.resolution.labels(b.team(team), b.priority(priority)).observe(elapsed)
+                self.resolution.labels(**latency).observe(elapsed)
+
+    def repeats_counted(self, team: str | None, window: str, alerts: int, contacts: float) -> None:
+        """A follow-up after close counted repeat alerts and (where a source measures them) contacts."""
+        labels = {"team": self.bounds.team(team), "window": window}
+        self.repeat_alerts.labels(**labels).inc(alerts)
+        if contacts > 0:
+            self.repeat_contacts.labels(**labels).inc(contacts)
 
     def recovery_opened(self, team: str | None, priority: str | None, service: str | None) -> None:
         b = self.bounds
@@ -199,6 +246,10 @@ class Metrics:
                 self.alerts_received.labels(status=status.value, result=result.value)
         for reason in MissReason:
             self.enrichment_misses.labels(reason=reason.value)
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
 
 
 def multiprocess_dir() -> str | None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from recoverlink.config.base import SecretSource
 from recoverlink.config.loader import load_config, load_settings
-from recoverlink.config.model import SecretSource
 from recoverlink.config.secrets import ensure_generated, read_secret
 from recoverlink.domain.errors import ConfigErrors
 

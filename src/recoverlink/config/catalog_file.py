@@ -13,6 +13,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 
+from recoverlink.config.base import Strict
 from recoverlink.config.catalog_refs import (
     EMPTY_SELECTOR_HINT,
     GROUP,
@@ -25,7 +26,6 @@ from recoverlink.config.catalog_refs import (
     TeamDraft,
     normalise_ref,
 )
-from recoverlink.config.model import Strict
 from recoverlink.config.yamlfile import load_yaml, validate
 from recoverlink.domain.catalog import DEFAULT_NAMESPACE, CatalogEntry, EntityKind, ItsmRouting, Team
 from recoverlink.domain.errors import ConfigErrors

@@ -10,49 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from recoverlink.config.base import BasicAuth, SecretSource, Strict, resolve_path
 from recoverlink.config.durations import Duration
+from recoverlink.config.impact import ImpactConfig
 from recoverlink.domain.alerts import AlertPolicy
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
-    base = (info.context or {}).get("base_dir")
-    if value is None or value.is_absolute() or base is None:
-        return value
-    return (Path(base) / value).resolve()
-
-
-class SecretSource(Strict):
-    """Where a secret lives: exactly one of `file` or `env`."""
-
-    file: Path | None = None
-    env: str | None = None
-    generate: bool = Field(
-        default=False,
-        description="Write a random secret to `file` (mode 0600) on first start if it is missing.",
-    )
-
-    _resolve_file = field_validator("file")(_resolve)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        if (self.file is None) == (self.env is None):
-            raise ValueError("give exactly one of 'file' or 'env'")
-        if self.generate and self.file is None:
-            raise ValueError("'generate' needs 'file'")
-        return self
-
-
-class BasicAuth(Strict):
-    username: str = Field(min_length=1)
-    password: SecretSource
 
 
 class WebhookAuth(Strict):
@@ -94,7 +59,7 @@ class DatabaseConfig(Strict):
     pool_size: int = Field(default=10, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    _resolve_path = field_validator("sqlite_path")(_resolve)
+    _resolve_path = field_validator("sqlite_path")(resolve_path)
 
 
 class ServerConfig(Strict):
@@ -107,7 +72,7 @@ class ServerConfig(Strict):
         description="Where prometheus_client keeps multiprocess files; wiped on every start.",
     )
 
-    _resolve_dir = field_validator("metrics_dir")(_resolve)
+    _resolve_dir = field_validator("metrics_dir")(resolve_path)
 
 
 class ApiConfig(Strict):
@@ -178,6 +143,44 @@ class MetricsConfig(Strict):
     )
 
 
+class RateLimit(Strict):
+    """A token bucket: `per_second` calls on average, up to `burst` at once."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class WorkerConfig(Strict):
+    """The outbox worker: how it waits, leases, retries and paces calls."""
+
+    poll_interval: Duration = Field(
+        default=timedelta(milliseconds=100),
+        description="How often the worker looks for due jobs on SQLite (PostgreSQL wakes it by NOTIFY).",
+    )
+    lease: Duration = Field(
+        default=timedelta(seconds=60),
+        description="A claimed job whose worker died is claimed again after this long.",
+    )
+    max_attempts: int = Field(default=8, ge=1, le=100, description="Then the job is dead-lettered.")
+    backoff_initial: Duration = timedelta(seconds=1)
+    backoff_max: Duration = timedelta(minutes=10)
+    concurrency: int = Field(default=4, ge=1, le=64, description="Jobs one worker runs at once.")
+    metrics_listen: str = Field(
+        default="127.0.0.1:9472", description="Where `recoverlink worker` alone serves /metrics."
+    )
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict, description="By target: an ITSM system name or an HTTP host[:port]."
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Self:
+        if self.backoff_initial > self.backoff_max:
+            raise ValueError("'backoff_initial' must not exceed 'backoff_max'")
+        if self.lease < timedelta(seconds=1):
+            raise ValueError("'lease' must be at least 1s")
+        return self
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -193,4 +196,6 @@ class Config(Strict):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    impact: ImpactConfig = Field(default_factory=ImpactConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from recoverlink.config.model import Strict
+from recoverlink.config.base import Strict
 
 
 class TestAlert(Strict):

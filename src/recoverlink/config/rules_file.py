@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
+from recoverlink.config.base import Strict
 from recoverlink.config.durations import Duration
-from recoverlink.config.model import StormConfig, Strict
+from recoverlink.config.model import StormConfig
 
 _LEVELS = {"high": 1, "medium": 2, "low": 3}
 

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from recoverlink.config.model import SecretSource
+from recoverlink.config.base import SecretSource
 from recoverlink.domain.errors import ConfigError, ConfigErrors
 
 TOKEN_BYTES = 32

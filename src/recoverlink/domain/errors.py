@@ -11,6 +11,7 @@ RecoverlinkError
 ├── ConfigError                a config, catalog or rules file is wrong (path, line, col, hint)
 │   └── ConfigErrors           several of them at once
 ├── DependencyError            a remote dependency failed (retryable, reason)
+│   └── ImpactSourceError      an impact source (Prometheus, HTTP lookup) failed; may carry Retry-After
 └── StoreUnavailable           503: the store could not commit; the caller should retry
 """
 
@@ -142,14 +143,30 @@ class ConfigErrors(RecoverlinkError):
 
 
 class DependencyError(RecoverlinkError):
-    """A remote system failed; `retryable` says whether trying again may help."""
+    """A remote system failed; `retryable` says whether trying again may help. `reason` is a bounded
+    label (timeout, connect, http_503, bad_response, ...); `retry_after_seconds` is what the remote
+    asked for (a `Retry-After` header), if anything."""
 
     code = "dependency-failed"
 
-    def __init__(self, message: str, *, retryable: bool, reason: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        reason: str,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ImpactSourceError(DependencyError):
+    """An impact source (a PromQL query, an HTTP lookup) failed."""
+
+    code = "impact-source-failed"
 
 
 class StoreUnavailable(RecoverlinkError):

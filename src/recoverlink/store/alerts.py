@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, select, update
@@ -176,6 +176,7 @@ _touch = (
     )
     .values(
         last_seen_at=bindparam("now"),
+        stale_at=None,  # re-sent: whatever was stale about it is not any more
         # A firing re-send carries current annotations; a stale one must not overwrite a resolve.
         annotations=case(
             (
@@ -263,3 +264,38 @@ def _episode_row(row: Any) -> EpisodeRow:
         resolved_at=maybe(row.resolved_at),
         enrichment=row.enrichment,
     )
+
+
+@dataclass(frozen=True)
+class StaleEpisode:
+    alert_id: int
+    fingerprint: str
+    last_seen_at: datetime
+
+
+def mark_stale(
+    conn: Connection, now: datetime, default_stale_after: timedelta, shortest_stale_after: timedelta
+) -> list[StaleEpisode]:
+    """Mark firing episodes not re-sent for their enrichment's `stale_after` as stale, once each.
+
+    `shortest_stale_after` (the smallest value any rule or default sets) bounds the rows looked at.
+    """
+    stale_after = alerts.c.enrichment["stale_after_seconds"].as_float()
+    candidates = conn.execute(
+        select(alerts.c.id, alerts.c.fingerprint, alerts.c.last_seen_at, stale_after.label("after"))
+        .where(
+            alerts.c.status == AlertStatus.FIRING.value,
+            alerts.c.stale_at.is_(None),
+            alerts.c.last_seen_at < to_db_time(now - shortest_stale_after),
+        )
+        .with_for_update()
+    ).all()
+    at = to_db_time(now)
+    stale = []
+    for row in candidates:
+        window = timedelta(seconds=row.after) if row.after is not None else default_stale_after
+        if at - row.last_seen_at > window:
+            stale.append(StaleEpisode(row.id, row.fingerprint, from_db_time(row.last_seen_at)))
+    if stale:
+        conn.execute(update(alerts).where(alerts.c.id.in_([e.alert_id for e in stale])).values(stale_at=at))
+    return stale

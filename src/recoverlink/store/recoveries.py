@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,8 @@ class NewRecovery:
     reopen_window: timedelta
     linked_to: int | None
     storm: bool
+    impact_sources: tuple[str, ...] = ()
+    impact_context: Mapping[str, Any] = field(default_factory=dict)
 
 
 def milestones_record(milestones: Mapping[Milestone, datetime]) -> dict[str, str]:
@@ -86,7 +88,8 @@ _OPEN_COLUMNS = [
     "correlation_key", "open_key", "state", "title", "service", "service_ref", "team", "priority",
     "opened_at", "state_changed_at", "updated_at", "milestones", "owner", "escalation_bounces",
     "reopen_count", "incident_resolved", "incident_closed", "itsm_configured", "resolution_policy",
-    "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms",
+    "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms", "impact_sources",
+    "impact_context", "impact",
 ]  # fmt: skip
 _OPEN = upsert(recoveries, _OPEN_COLUMNS, ["open_key"], returning=["id"])
 
@@ -111,6 +114,9 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "storm": new.storm,
         "storm_episodes": 0,
         "symptoms": 0,
+        "impact_sources": list(new.impact_sources),
+        "impact_context": dict(new.impact_context),
+        "impact": {},
     }
     row = conn.execute(_OPEN, values).one_or_none()
     return int(row.id) if row else None
@@ -300,3 +306,27 @@ def unclosed_counts(conn: Connection) -> list[tuple[str, str | None, str, str | 
         .group_by(recoveries.c.state, recoveries.c.team, recoveries.c.priority, recoveries.c.service)
     )
     return [(r[0], r[1], r[2], r[3], int(r[4])) for r in conn.execute(query)]
+
+
+def set_impact(conn: Connection, recovery_id: int, impact: Mapping[str, Any], now: datetime) -> None:
+    """Replace what the impact sources said about the recovery (the caller holds the row lock)."""
+    values = {"impact": dict(impact), "updated_at": to_db_time(now)}
+    conn.execute(update(recoveries).where(recoveries.c.id == recovery_id).values(values))
+
+
+def repeat_alerts(conn: Connection, correlation_key: str, after: datetime, until: datetime) -> int:
+    """Episodes of the same failure (same correlation key) that started in (after, until]."""
+    query = (
+        select(func.count())
+        .select_from(
+            recovery_alerts.join(alerts, alerts.c.id == recovery_alerts.c.alert_id).join(
+                recoveries, recoveries.c.id == recovery_alerts.c.recovery_id
+            )
+        )
+        .where(
+            recoveries.c.correlation_key == correlation_key,
+            alerts.c.starts_at > to_db_time(after),
+            alerts.c.starts_at <= to_db_time(until),
+        )
+    )
+    return int(conn.execute(query).scalar_one())

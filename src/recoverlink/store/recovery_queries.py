@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from recoverlink.domain.alerts import AlertStatus
+from recoverlink.domain.impact import impact_summary
 from recoverlink.store.common import from_db_time, to_db_time
 from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_alerts
 
@@ -22,7 +23,7 @@ from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_
 _SUMMARY_COLUMNS = (
     "id", "title", "state", "service", "team", "owner", "priority", "correlation_key", "opened_at",
     "state_changed_at", "milestones", "reopen_count", "escalation_bounces", "storm", "storm_episodes",
-    "symptoms", "linked_to", "workaround", "public_message",
+    "symptoms", "linked_to", "workaround", "public_message", "impact_sources", "impact",
 )  # fmt: skip
 
 
@@ -61,6 +62,7 @@ class RecoverySummary:
     linked_to: int | None
     workaround: str | None
     public_message: str | None
+    impact: Mapping[str, Any] = field(default_factory=dict)  # impact_summary() of its sources
     alerts_firing: int = 0
     alerts_resolved: int = 0
 
@@ -172,6 +174,7 @@ def _summary(row: Any, counts: Mapping[str, int]) -> RecoverySummary:
         linked_to=row.linked_to,
         workaround=row.workaround,
         public_message=row.public_message,
+        impact=impact_summary(row.impact_sources or [], row.impact or {}),
         alerts_firing=counts.get(AlertStatus.FIRING.value, 0),
         alerts_resolved=counts.get(AlertStatus.RESOLVED.value, 0),
     )
@@ -306,6 +309,7 @@ def summary_record(summary: RecoverySummary) -> dict[str, Any]:
         "linked_to": summary.linked_to,
         "workaround": summary.workaround,
         "public_message": summary.public_message,
+        "impact": dict(summary.impact),
         "alert_counts": {"firing": summary.alerts_firing, "resolved": summary.alerts_resolved},
     }
 

@@ -72,6 +72,8 @@ alerts = Table(
     # What enrichment decided when the episode was first seen, and the rule-set version it used.
     Column("enrichment", Json, nullable=True),
     Column("ruleset_version", String(32), nullable=True),
+    # When the worker found the episode not re-sent for its stale_after (NULL: not stale).
+    Column("stale_at", DateTime(), nullable=True),
     # An episode is (fingerprint, startsAt): one row, whatever the number of deliveries.
     UniqueConstraint("fingerprint", "starts_at"),
     Index(None, "status", "last_seen_at"),
@@ -131,6 +133,11 @@ recoveries = Table(
     Column("symptoms", Integer(), nullable=False, server_default="0"),
     Column("workaround", Text(), nullable=True),
     Column("public_message", Text(), nullable=True),
+    # Impact: the sources named by the first episode's enrichment, the template context their
+    # queries render with, and what each source last said (status, counts, facts, verification).
+    Column("impact_sources", Json, nullable=False, server_default="[]"),
+    Column("impact_context", Json, nullable=False, server_default="{}"),
+    Column("impact", Json, nullable=False, server_default="{}"),
     Index(None, "state", "id"),
     Index(None, "team", "id"),
     Index(None, "service", "id"),
@@ -183,4 +190,33 @@ audit_events = Table(
     Column("to_state", String(32), nullable=True),
     Column("details", Json, nullable=False),
     Index(None, "recovery_id", "id"),
+)
+
+outbox_jobs = Table(
+    "outbox_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),  # e.g. impact.lookup
+    # The same work asked twice (a retried delivery, two replicas) is one job.
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("recovery_id", Id, ForeignKey("recoveries.id"), nullable=True),
+    Column("payload", Json, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | running | done | dead | discarded
+    # When it may run next: for a running job, when its lease expires and it may be claimed again.
+    Column("due_at", DateTime(), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("max_attempts", Integer(), nullable=False),
+    # A new token per claim: a worker whose lease expired can no longer record an outcome.
+    Column("claim_token", String(32), nullable=True),
+    Column("claimed_by", String(255), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("last_reason", String(64), nullable=True),
+    Column("result", Json, nullable=True),
+    Column("created_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+    Column("first_started_at", DateTime(), nullable=True),
+    Column("finished_at", DateTime(), nullable=True),
+    Index(None, "state", "due_at"),
+    Index(None, "recovery_id"),
+    Index(None, "kind", "state"),
 )

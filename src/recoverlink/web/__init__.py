@@ -16,6 +16,7 @@ from recoverlink.config.loader import Settings
 from recoverlink.config.model import WebhookAuth
 from recoverlink.config.secrets import read_secret
 from recoverlink.logs import request_id
+from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import ConfigFollower, LiveEnrichment
 from recoverlink.store.engine import Store, StoreOptions, open_store
 from recoverlink.telemetry import Metrics
@@ -59,6 +60,7 @@ def create_app(
         alert_policy=config.webhook.alert_policy(),
         enrichment=LiveEnrichment(enrichment),
         clock=clock,
+        jobs=JobPlan.from_config(config),
     )
     rt.metrics.reload_succeeded(clock().timestamp())
     if follow_config:

@@ -33,6 +33,7 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.tokens import Role
+from recoverlink.recovery_jobs import commit_transition
 from recoverlink.store import recoveries as store
 from recoverlink.store.recovery_queries import (
     RecoveryFilter,
@@ -296,7 +297,7 @@ def _move(conn: Connection, row: Any, body: TransitionRequest, actor: str, now: 
     event = RecoveryEvent(kind, OPERATOR, evidence, reason=body.reason) if kind else move
     transition = apply_event(status, event, now)
     if transition.changed:
-        store.save_transition(conn, row, transition, actor)
+        commit_transition(conn, row, transition, actor, runtime().jobs)
     texts = {name: getattr(body, name) for name in ("workaround", "public_message")}
     _set_texts(conn, row, {k: v for k, v in texts.items() if v is not None}, actor, now)
     return [transition]
@@ -309,7 +310,7 @@ def _patch(conn: Connection, row: Any, body: RecoveryPatch, actor: str, now: dat
         evidence = {"owner": body.owner, "previous_owner": row.owner or ""}
         event = RecoveryEvent(RecoveryEventKind.OWNER_KNOWN, OPERATOR, evidence, owner=body.owner)
         transition = apply_event(status, event, now)  # 409 once canceled
-        store.save_transition(conn, row, transition, actor)
+        commit_transition(conn, row, transition, actor, runtime().jobs)
         transitions.append(transition)
     given = body.model_fields_set & {"workaround", "public_message"}
     _set_texts(conn, row, {name: getattr(body, name) for name in given}, actor, now)

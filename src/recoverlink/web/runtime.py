@@ -10,6 +10,7 @@ from flask import current_app
 
 from recoverlink.config.loader import Settings
 from recoverlink.domain.alerts import AlertPolicy
+from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import LiveEnrichment
 from recoverlink.store.engine import Store
 from recoverlink.telemetry import Metrics
@@ -27,6 +28,7 @@ class Runtime:
     alert_policy: AlertPolicy
     enrichment: LiveEnrichment
     clock: Callable[[], datetime]
+    jobs: JobPlan
 
 
 def runtime() -> Runtime:

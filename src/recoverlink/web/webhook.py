@@ -34,7 +34,8 @@ def alertmanager() -> Response:
         limit = rt.settings.config.webhook.max_body_bytes
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from exc
     try:
-        outcome = ingest_webhook(rt.store, body, rt.alert_policy, rt.enrichment.current.enricher, rt.clock())
+        enricher = rt.enrichment.current.enricher
+        outcome = ingest_webhook(rt.store, body, rt.alert_policy, enricher, rt.clock(), plan=rt.jobs)
     except PayloadInvalid as exc:
         counter.labels(outcome="rejected").inc()
         log.info("notification rejected", extra={"reason": exc.message})

@@ -1,0 +1,144 @@
+"""Which outbox jobs a recovery's changes cause, written in the same transaction as the change.
+
+- a new recovery: one `impact.lookup` per impact source of its service;
+- fix deployed: one `impact.verify` per source (one without a source when the service has none,
+  which verifies at once: there is nothing to wait for);
+- closed: `recovery.follow_up` at 24 h and 48 h, counting repeat alerts and repeat contacts.
+
+Every caller that commits a transition (ingest, the operator API, the worker, ITSM callbacks) goes
+through `commit_transition`, so no path forgets the jobs a milestone implies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from recoverlink.config.model import Config
+from recoverlink.domain.alerts import Alert
+from recoverlink.domain.enrichment import Enrichment
+from recoverlink.domain.recovery_state import Milestone, Transition
+from recoverlink.store import outbox
+from recoverlink.store import recoveries as store
+from recoverlink.store.outbox import NewJob
+
+IMPACT_LOOKUP = "impact.lookup"
+IMPACT_VERIFY = "impact.verify"
+FOLLOW_UP = "recovery.follow_up"
+FOLLOW_UP_WINDOWS: Mapping[str, timedelta] = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """The config that decides when jobs run and how often they are tried."""
+
+    lookup_every: timedelta = timedelta(minutes=1)
+    verify_every: timedelta = timedelta(minutes=1)
+    verify_timeout: timedelta = timedelta(hours=1)
+    max_attempts: int = 8
+
+    @classmethod
+    def from_config(cls, config: Config) -> JobPlan:
+        impact = config.impact
+        return cls(
+            impact.lookup_every, impact.verify_every, impact.verify_timeout, config.worker.max_attempts
+        )
+
+
+DEFAULT_PLAN = JobPlan()
+
+
+def impact_context(title: str, opened_at: datetime, alert: Alert, enrichment: Enrichment) -> dict[str, Any]:
+    """What impact queries and lookups render with: the recovery, its service and first alert.
+
+    Kept on the recovery; the worker adds `recovery.id` and the time of the run."""
+    return {
+        "recovery": {"title": title, "opened_at": opened_at.isoformat()},
+        "service": {
+            "name": enrichment.service,
+            "ref": enrichment.service_ref,
+            "tier": enrichment.tier,
+            "system": enrichment.system,
+            "journeys": list(enrichment.journeys),
+            "segments": list(enrichment.segments),
+        },
+        "team": enrichment.owner,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "fields": dict(enrichment.fields),
+    }
+
+
+def lookup_job(
+    recovery_id: int, source: str, context: Mapping[str, Any], due_at: datetime, round_: int = 0
+) -> NewJob:
+    payload = {"recovery_id": recovery_id, "source": source, "context": dict(context), "round": round_}
+    key = f"{IMPACT_LOOKUP}/{recovery_id}/{source}/{round_}"
+    return NewJob(IMPACT_LOOKUP, key, payload, due_at, recovery_id)
+
+
+def verify_job(
+    recovery_id: int,
+    source: str | None,
+    context: Mapping[str, Any],
+    *,
+    cycle: int,
+    due_at: datetime,
+    deadline: datetime,
+    round_: int = 0,
+) -> NewJob:
+    payload = {
+        "recovery_id": recovery_id,
+        "source": source,
+        "context": dict(context),
+        "cycle": cycle,
+        "deadline": deadline.isoformat(),
+        "round": round_,
+    }
+    key = f"{IMPACT_VERIFY}/{recovery_id}/{cycle}/{source or '-'}/{round_}"
+    return NewJob(IMPACT_VERIFY, key, payload, due_at, recovery_id)
+
+
+def jobs_for_opening(
+    recovery_id: int, sources: Sequence[str], context: Mapping[str, Any], now: datetime
+) -> list[NewJob]:
+    return [lookup_job(recovery_id, source, context, now) for source in sources]
+
+
+def jobs_after_transition(row: Any, transition: Transition, plan: JobPlan) -> list[NewJob]:
+    """The jobs the milestones this transition stamped call for."""
+    jobs: list[NewJob] = []
+    cycle = transition.status.reopen_count
+    at = transition.at
+    if Milestone.FIX_DEPLOYED in transition.stamped:
+        deadline = at + plan.verify_timeout
+        sources: list[str | None] = list(row.impact_sources) or [None]
+        for source in sources:
+            jobs.append(
+                verify_job(row.id, source, row.impact_context, cycle=cycle, due_at=at, deadline=deadline)
+            )
+    if Milestone.CLOSED in transition.stamped:
+        for window, length in FOLLOW_UP_WINDOWS.items():
+            payload = {
+                "recovery_id": row.id,
+                "window": window,
+                "closed_at": at.isoformat(),
+                "cycle": cycle,
+                "correlation_key": row.correlation_key,
+                "team": row.team,
+                "sources": list(row.impact_sources),
+                "context": row.impact_context,
+            }
+            key = f"{FOLLOW_UP}/{row.id}/{cycle}/{window}"
+            jobs.append(NewJob(FOLLOW_UP, key, payload, at + length, row.id))
+    return jobs
+
+
+def commit_transition(conn: Connection, row: Any, transition: Transition, actor: str, plan: JobPlan) -> None:
+    """Save the transition with its audit entry, and enqueue the jobs it causes, in one transaction."""
+    store.save_transition(conn, row, transition, actor)
+    outbox.enqueue(conn, jobs_after_transition(row, transition, plan), transition.at, plan.max_attempts)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recoverlink.adapters.impact import build_impact_sources
 from recoverlink.config.enrichment_loader import load_enrichment
 from recoverlink.config.loader import load_config
+from recoverlink.config.model import Config
 from recoverlink.config.rules_loader import load_rule_files
 from recoverlink.config.templates import TemplateCompiler
 from recoverlink.config.yamlfile import load_yaml
 from recoverlink.domain.errors import ConfigError, ConfigErrors
 from recoverlink.rule_testing import load_tests
+
+
+def _impact_sources(config: Config, name: str) -> int:
+    """Compile every impact source's templates and JMESPath expressions (secrets are not read)."""
+    try:
+        return len(build_impact_sources(config.impact, {}, read_secrets=False))
+    except ConfigErrors as exc:
+        raise ConfigErrors([ConfigError(name, e.render()) for e in exc.errors]) from exc
 
 
 def check_file(path: Path) -> str:
@@ -20,10 +30,12 @@ def check_file(path: Path) -> str:
     if "webhook" in keys:
         config = load_config(path)
         loaded = load_enrichment(config, path.parent, str(path))
+        sources = _impact_sources(config, str(path))
         catalog = loaded.enricher.catalog
         return (
             f"{path}: config valid; catalog {len(catalog.entries)} entities, {len(catalog.teams)} teams; "
-            f"{len(loaded.enricher.ruleset.rules)} rules; rule-set version {loaded.version}"
+            f"{len(loaded.enricher.ruleset.rules)} rules; {sources} impact sources; "
+            f"rule-set version {loaded.version}"
         )
     if "rules" in keys:
         rules = load_rule_files([path], TemplateCompiler())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -20,12 +21,16 @@ from recoverlink.config.enrichment_loader import LoadedEnrichment, expand, load_
 from recoverlink.config.loader import Settings, config_path_from, load_settings
 from recoverlink.config.secrets import new_token
 from recoverlink.domain.errors import ConfigError, ConfigErrors, NotFound, PayloadInvalid, RecoverlinkError
+from recoverlink.domain.outbox import JobState
 from recoverlink.domain.recovery_state import RecoveryState
 from recoverlink.domain.tokens import Role
 from recoverlink.explain import explain_alerts, render_text
+from recoverlink.job_operations import discard_job, job_record, retry_job
 from recoverlink.rule_testing import load_tests, run_test
 from recoverlink.store import migrate as migrations
+from recoverlink.store import outbox
 from recoverlink.store.engine import Store, StoreOptions, open_store
+from recoverlink.store.outbox import JobFilter
 from recoverlink.store.recovery_queries import (
     AuditEntry,
     RecoveryDetail,
@@ -84,15 +89,20 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), help="gunicorn worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads per worker.")
 @click.option("--migrate", is_flag=True, help="Apply pending database migrations first.")
+@click.option(
+    "--no-worker", is_flag=True, help="Do not start the outbox worker beside gunicorn (run one elsewhere)."
+)
 @reports_errors
 def serve(
+    *,
     config_file: str | None,
     listen: str | None,
     workers: int | None,
     threads: int | None,
     migrate: bool,
+    no_worker: bool,
 ) -> None:
-    """Serve the webhook, API and metrics under gunicorn."""
+    """Serve the webhook, API and metrics under gunicorn, with one outbox worker beside it."""
     from recoverlink import bootstrap, server
     from recoverlink.logs import configure_logging
 
@@ -118,7 +128,33 @@ def serve(
         workers=workers or settings.config.server.workers,
         threads=threads or settings.config.server.threads,
         on_hup=on_hup,
+        job_worker=None if no_worker else server.job_worker_argv(settings),
     )
+
+
+@main.command()
+@config_option
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="Serve /metrics here (default: worker.metrics_listen, 127.0.0.1:9472).",
+)
+@click.option("--no-metrics", is_flag=True, help="Serve no /metrics (another process exports them).")
+@click.option("--parent-pid", type=int, hidden=True, help="Stop when this process is no longer the parent.")
+@reports_errors
+def worker(
+    config_file: str | None, metrics_listen: str | None, no_metrics: bool, parent_pid: int | None
+) -> None:
+    """Run the outbox worker: impact lookups, impact verification, follow-ups after close."""
+    from recoverlink.logs import configure_logging
+    from recoverlink.worker_runtime import run_worker
+
+    settings = _settings(config_file)
+    configure_logging(settings.config.logging.level)
+    store = _store(settings)
+    _check_schema(store, migrate=False)
+    listen = None if no_metrics else (metrics_listen or settings.config.worker.metrics_listen)
+    run_worker(settings, store, metrics_listen=listen, parent_pid=parent_pid, environ=dict(os.environ))
 
 
 def _hup_handler(settings: Settings, store: Store) -> Callable[[], None]:
@@ -337,6 +373,110 @@ def recoveries_show(config_file: str | None, recovery_id: int, as_json: bool) ->
         click.echo(json.dumps(detail_record(detail), indent=2))
         return
     click.echo("\n".join(_recovery_text(detail)))
+
+
+@main.group()
+def jobs() -> None:
+    """The outbox: list jobs, show one, retry a dead one now, or discard one."""
+
+
+@jobs.command("list")
+@config_option
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in JobState]),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option("--kind", help="Only jobs of this kind, e.g. impact.lookup.")
+@click.option(
+    "--recovery", "recovery_id", type=click.IntRange(1, 2**63 - 1), help="Only this recovery's jobs."
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON items, as GET /api/v1/jobs answers.")
+@reports_errors
+def jobs_list(
+    *,
+    config_file: str | None,
+    states: tuple[str, ...],
+    kind: str | None,
+    recovery_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The newest jobs first, as a table."""
+    store = _ready_store(config_file)
+    with store.read() as conn:
+        items, more = outbox.list_jobs(conn, JobFilter(states, kind, recovery_id), limit=limit)
+    if as_json:
+        click.echo(json.dumps({"items": [job_record(j) for j in items]}, indent=2))
+        return
+    if not items:
+        click.echo("no jobs match")
+        return
+    rows = [["ID", "KIND", "STATE", "RECOVERY", "ATTEMPTS", "DUE (UTC)", "LAST ERROR"]]
+    for j in items:
+        error = (j.last_error or "-") if len(j.last_error or "") <= 60 else (j.last_error or "")[:59] + "…"
+        rows.append(
+            [
+                str(j.id), j.kind, j.state.value, str(j.recovery_id or "-"),
+                f"{j.attempts}/{j.max_attempts}", _when(j.due_at), error,
+            ]
+        )  # fmt: skip
+    click.echo(_table(rows))
+    if more is not None:
+        click.echo(f"(more than {limit}: raise --limit or narrow the filters)")
+
+
+@jobs.command("show")
+@config_option
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@reports_errors
+def jobs_show(config_file: str | None, job_id: int) -> None:
+    """One job, whole, as JSON (GET /api/v1/jobs/ID answers the same)."""
+    store = _ready_store(config_file)
+    with store.read() as conn:
+        job = outbox.get_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    click.echo(json.dumps(job_record(job), indent=2))
+
+
+@jobs.command("retry")
+@config_option
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@reports_errors
+def jobs_retry(config_file: str | None, job_id: int) -> None:
+    """Make a dead, discarded or waiting job due now, with a fresh set of attempts."""
+    job = retry_job(_ready_store(config_file), job_id, datetime.now(UTC), _cli_actor(), "operator")
+    click.echo(f"job {job.id} ({job.kind}) is due now")
+
+
+@jobs.command("discard")
+@config_option
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@reports_errors
+def jobs_discard(config_file: str | None, job_id: int) -> None:
+    """Give up on a job (pending, running or dead); it is kept, marked discarded."""
+    job = discard_job(_ready_store(config_file), job_id, datetime.now(UTC), _cli_actor(), "operator")
+    click.echo(f"job {job.id} ({job.kind}) discarded")
+
+
+def _ready_store(config_file: str | None) -> Store:
+    store = _store(_settings(config_file))
+    _check_schema(store, migrate=False)
+    return store
+
+
+def _cli_actor() -> str:
+    """Who acted, for the audit trail: the local user running the command."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _when(value: datetime | None) -> str:

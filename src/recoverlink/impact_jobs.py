@@ -114,6 +114,11 @@ def _verification_changed(row: Any, source: str, verification: Mapping[str, Any]
     )
 
 
+def _without_prefix(message: str, source: str) -> str:
+    """The note already names the source ("impact unknown: <source> <error>")."""
+    return message.removeprefix(f"impact source {source}: ")
+
+
 def _reading_entry(assessment: ImpactAssessment, now: datetime) -> dict[str, Any]:
     status = "affected" if assessment.affected else "unaffected"
     return {
@@ -145,8 +150,8 @@ class ImpactLookup:
             return Recorded({"skipped": "recovery not found"})
         source = job.payload["source"]
         entry = {**_entry(row, source), **_reading_entry(assessment, now)}
-        entry.pop("error", None)
-        entry.pop("retrying", None)
+        for stale_key in ("error", "reason", "retrying"):
+            entry.pop(stale_key, None)
         _save(conn, row, source, entry, now, audit="impact" if _changed(row, source, entry) else None)
         observe: list[Callable[[], None]] = []
         if assessment.affected:
@@ -174,8 +179,9 @@ class ImpactLookup:
         if row is None:
             return
         source = job.payload["source"]
-        error = f"{failure.reason}: {failure.message}"
+        error = _without_prefix(failure.message, source)
         entry = {**_entry(row, source), "status": "error", "error": error, "checked_at": now.isoformat()}
+        entry["reason"] = failure.reason
         entry["retrying"] = not final
         _save(conn, row, source, entry, now, audit="impact" if _changed(row, source, entry) else None)
 
@@ -282,7 +288,8 @@ class ImpactVerify:
             "cycle": job.payload["cycle"],
             "status": status,
             "checked_at": now.isoformat(),
-            "error": f"{failure.reason}: {failure.message}",
+            "error": _without_prefix(failure.message, source),
+            "reason": failure.reason,
         }
         audit = "verification" if _verification_changed(row, source, verification) else None
         entry = {**_entry(row, source), "verification": verification}

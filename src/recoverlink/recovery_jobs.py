@@ -29,6 +29,7 @@ from recoverlink.store.outbox import NewJob
 IMPACT_LOOKUP = "impact.lookup"
 IMPACT_VERIFY = "impact.verify"
 FOLLOW_UP = "recovery.follow_up"
+JOB_KINDS = (IMPACT_LOOKUP, IMPACT_VERIFY, FOLLOW_UP)
 FOLLOW_UP_WINDOWS: Mapping[str, timedelta] = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
 
 

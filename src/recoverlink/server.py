@@ -6,9 +6,13 @@ metric value file is shared between processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from gunicorn.glogging import Logger
 from recoverlink.config.loader import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
 
 
 def prepare_metrics_dir(path: Path) -> None:
@@ -44,19 +49,98 @@ class JsonGunicornLogger(Logger):  # type: ignore[misc]
             log.propagate = True
 
 
+def job_worker_argv(settings: Settings) -> list[str]:
+    """The command `serve` runs its outbox worker with (its metrics go to the shared directory)."""
+    return [
+        sys.executable,
+        "-m",
+        "recoverlink",
+        "worker",
+        "--config",
+        str(settings.config_path),
+        "--no-metrics",
+    ]
+
+
+class JobWorkerProcess:
+    """The outbox worker beside gunicorn: started with it, restarted when it dies, stopped with it."""
+
+    RESTART_DELAY_SECONDS = 5.0
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+
+    def ensure_running(self) -> None:
+        if self.popen is not None:
+            # poll() says 0 once gunicorn's own waitpid(-1) reaped it: either way it is gone.
+            if self.popen.poll() is None:
+                return
+            self._forget(self.popen)
+            if time.monotonic() - self._started_at < self.RESTART_DELAY_SECONDS:
+                return  # crashing at start: do not spin
+        argv = [*self.argv, "--parent-pid", str(os.getpid())]
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self._started_at = time.monotonic()
+        log.info("outbox worker started", extra={"pid": self.popen.pid})
+
+    def _forget(self, popen: subprocess.Popen[bytes]) -> None:
+        log.error("outbox worker exited; restarting it", extra={"pid": popen.pid, "code": popen.returncode})
+        self.popen = None
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(popen.pid)  # type: ignore[no-untyped-call]
+
+    def stop(self, timeout_seconds: float) -> None:
+        popen, self.popen = self.popen, None
+        if popen is None or popen.poll() is not None:
+            return
+        popen.terminate()
+        try:
+            popen.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=timeout_seconds)
+
+
 class ReloadingArbiter(Arbiter):  # type: ignore[misc]
-    """gunicorn's master, except that SIGHUP reloads catalog and rules instead of restarting workers:
-    a restart would load unvalidated files, and a broken file would take the service down."""
+    """gunicorn's master, except that SIGHUP reloads catalog and rules instead of restarting workers
+    (a restart would load unvalidated files, and a broken file would take the service down), and that
+    it also supervises the outbox worker process."""
 
     def handle_hup(self) -> None:
         self.app.on_hup()
 
+    def start(self) -> None:
+        super().start()
+        if self.app.job_worker is not None:
+            self.app.job_worker.ensure_running()
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        if self.app.job_worker is not None:
+            self.app.job_worker.ensure_running()
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.app.job_worker is not None:
+            self.app.job_worker.stop(timeout_seconds=self.cfg.graceful_timeout)
+        super().stop(graceful)
+
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    def __init__(self, settings: Settings, options: dict[str, Any], on_hup: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: dict[str, Any],
+        on_hup: Callable[[], None],
+        job_worker: JobWorkerProcess | None,
+    ) -> None:
         self.settings = settings
         self.options = options
         self.on_hup = on_hup
+        self.job_worker = job_worker
         super().__init__()
 
     def run(self) -> None:
@@ -78,8 +162,15 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         return create_app(self.settings, follow_config=True)
 
 
-def serve(settings: Settings, workers: int, threads: int, on_hup: Callable[[], None]) -> None:
-    """Run gunicorn in the foreground until it is told to stop."""
+def serve(
+    settings: Settings,
+    workers: int,
+    threads: int,
+    on_hup: Callable[[], None],
+    job_worker: Sequence[str] | None = None,
+) -> None:
+    """Run gunicorn in the foreground until it is told to stop, and the outbox worker `job_worker`
+    (a command line) beside it."""
     options = {
         "bind": settings.listen,
         "workers": workers,
@@ -94,4 +185,5 @@ def serve(settings: Settings, workers: int, threads: int, on_hup: Callable[[], N
         "proc_name": "recoverlink",
         "logger_class": JsonGunicornLogger,
     }
-    GunicornServer(settings, options, on_hup).run()
+    supervised = JobWorkerProcess(job_worker) if job_worker is not None else None
+    GunicornServer(settings, options, on_hup, supervised).run()

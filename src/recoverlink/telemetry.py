@@ -174,6 +174,12 @@ class Metrics:
             ["team", "window"],
             registry=registry,
         )
+        self.alerts_marked_stale = Counter(
+            "recoverlink_alerts_marked_stale_total",
+            "Firing alert episodes marked stale: not re-sent by Alertmanager for their stale_after.",
+            ["team"],
+            registry=registry,
+        )
         self.outbox_runs = Counter(
             "recoverlink_outbox_job_runs_total",
             "Outbox job runs by kind and outcome (done, retry, dead, deferred, lost, unrecorded).",

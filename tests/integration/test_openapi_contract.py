@@ -62,7 +62,10 @@ def test_document_is_served_without_a_token_and_describes_every_api_route(app: F
     document = response.json or {}
     assert document["openapi"].startswith("3.0")
     served = {
-        (str(rule).replace("<int:recovery_id>", "{recovery_id}"), method.lower())
+        (
+            str(rule).replace("<int:recovery_id>", "{recovery_id}").replace("<int:job_id>", "{job_id}"),
+            method.lower(),
+        )
         for rule in app.url_map.iter_rules()
         if str(rule).startswith("/api/v1/")
         for method in (rule.methods or set()) - IGNORED_METHODS

@@ -60,6 +60,7 @@ def load_enrichment(config: Config, base_dir: Path, config_name: str) -> LoadedE
         errors.extend(exc.errors)
     if catalog is not None:
         errors.extend(check_rule_references(rules, catalog))
+        errors.extend(check_impact_references(catalog, set(config.impact.sources), config_name))
     if errors or catalog is None:
         raise ConfigErrors(errors)
     catalog_paths = [
@@ -96,6 +97,26 @@ def check_rule_references(rules: Iterable[Rule], catalog: Catalog) -> list[Confi
                     f"rule {rule.name!r}: unknown service {rule.service.source!r}",
                     where.line,
                     hint=_suggest(rule.service.source, services, "services come from the catalog"),
+                )
+            )
+    return errors
+
+
+def check_impact_references(catalog: Catalog, defined: set[str], config_name: str) -> list[ConfigError]:
+    """Every impact source a catalog entry names must be defined under `impact.sources`."""
+    errors = []
+    for entry in catalog.entries.values():
+        for name in entry.impact_sources:
+            if name in defined:
+                continue
+            path, line = (entry.source.path, entry.source.line) if entry.source else (config_name, None)
+            where = f"impact sources are defined under 'impact.sources' in {config_name}"
+            errors.append(
+                ConfigError(
+                    path,
+                    f"{entry.name}: unknown impact source {name!r}",
+                    line,
+                    hint=_suggest(name, defined, where),
                 )
             )
     return errors

@@ -20,7 +20,7 @@ from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import ConfigFollower, LiveEnrichment
 from recoverlink.store.engine import Store, StoreOptions, open_store
 from recoverlink.telemetry import Metrics
-from recoverlink.web import api, ops, recoveries_api, webhook
+from recoverlink.web import api, jobs_api, ops, recoveries_api, webhook
 from recoverlink.web.credentials import WebhookCredentials
 from recoverlink.web.errors import register_error_handlers
 from recoverlink.web.runtime import EXTENSION, Runtime
@@ -66,7 +66,7 @@ def create_app(
     if follow_config:
         ConfigFollower(settings.config_path, rt.enrichment, rt.store, rt.metrics, clock=clock).start()
     app.extensions[EXTENSION] = rt
-    for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp):
+    for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp, jobs_api.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, rt)

@@ -22,7 +22,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PAGE = 500
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -56,8 +56,8 @@ def _json_value(value: Any) -> Any:
 @require_role(Role.VIEWER)
 def alerts() -> Response:
     """Stored alert episodes, newest first; `next_cursor` fetches the next page."""
-    limit = _int_arg("limit", 100, 1, MAX_PAGE) or 100
-    cursor = _int_arg("cursor", None, 1, 2**63 - 1)
+    limit = int_arg("limit", 100, 1, MAX_PAGE) or 100
+    cursor = int_arg("cursor", None, 1, 2**63 - 1)
     with runtime().store.read() as conn:
         rows = list_episodes(
             conn,

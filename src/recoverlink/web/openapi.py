@@ -12,6 +12,7 @@ from typing import Any
 
 from recoverlink import __version__
 from recoverlink.domain.alerts import AlertFlag
+from recoverlink.domain.outbox import JobState
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import Milestone, RecoveryState
 
@@ -122,7 +123,52 @@ def _recovery() -> Schema:
             "linked_to": nullable(INT),
             "workaround": nullable(STRING),
             "public_message": nullable(STRING),
+            "impact": _impact(),
             "alert_counts": obj({"firing": INT, "resolved": INT}),
+        }
+    )
+
+
+def _impact() -> Schema:
+    statuses = ["confirmed", "unknown", "pending", "not_seen", "no_sources"]
+    return obj(
+        {
+            "status": {"type": "string", "enum": statuses, "description": "what the impact sources say"},
+            "facts": {
+                "type": "object",
+                "description": "fact kind (segments, regions, channels, queues, journeys, intents) -> values",
+                "additionalProperties": array(STRING),
+            },
+            "notes": array({**STRING, "description": "e.g. impact unknown: <source> <error>"}),
+            "sources": {
+                "type": "object",
+                "description": "what each source said last: status, counts, facts, breaches, verification",
+                "additionalProperties": {"type": "object"},
+            },
+        }
+    )
+
+
+def _job() -> Schema:
+    return obj(
+        {
+            "id": INT,
+            "kind": {**STRING, "description": "impact.lookup, impact.verify, recovery.follow_up"},
+            "state": {"type": "string", "enum": [s.value for s in JobState]},
+            "recovery_id": nullable(INT),
+            "idempotency_key": STRING,
+            "due_at": {**TIME, "description": "when it may run next (running: when its lease expires)"},
+            "attempts": INT,
+            "max_attempts": INT,
+            "claimed_by": nullable(STRING),
+            "last_reason": nullable(STRING),
+            "last_error": nullable(STRING),
+            "result": nullable({"type": "object"}),
+            "payload": {"type": "object"},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "first_started_at": nullable(TIME),
+            "finished_at": nullable(TIME),
         }
     )
 
@@ -262,6 +308,8 @@ def _schemas(teams: tuple[str, ...]) -> dict[str, Schema]:
         "AlertPage": obj({"items": array(ref("AlertEpisode")), "next_cursor": nullable(INT)}),
         "ExplainRequest": _explain_request(),
         "ExplainResponse": _explain_response(),
+        "Job": _job(),
+        "JobPage": obj({"items": array(ref("Job")), "next_cursor": nullable(INT)}),
     }
 
 
@@ -271,8 +319,8 @@ _ERRORS = {
     "400": "invalid input; `error.field` names it",
     "401": "no or unknown API token",
     "403": "the token's role is too weak",
-    "404": "no such recovery",
-    "409": "the recovery cannot take this transition; `error.allowed` lists the targets it can",
+    "404": "no such recovery (or job)",
+    "409": "the recovery (or job) cannot take this transition; `error.allowed` lists what it can",
 }
 
 
@@ -335,9 +383,61 @@ def _recoveries_list() -> Schema:
     }
 
 
+JOB_ID_PARAMETER: Schema = {**ID_PARAMETER, "name": "job_id"}
+
+
+def _jobs_paths() -> dict[str, Schema]:
+    admin = "needs an admin token"
+    states = array({"type": "string", "enum": [s.value for s in JobState]})
+    job_action = {"parameters": [JOB_ID_PARAMETER]}
+    return {
+        "/api/v1/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "Outbox jobs, newest first",
+                "parameters": [
+                    _query("state", states, "repeat it or separate states with commas", style="form"),
+                    _query(
+                        "kind", {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_NUL}, ""
+                    ),
+                    _query("recovery_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, ""),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, ""),
+                    _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "`next_cursor`"),
+                ],
+                "responses": _responses(ref("JobPage"), admin, "400", "401", "403"),
+            }
+        },
+        "/api/v1/jobs/{job_id}": {
+            **job_action,
+            "get": {
+                "operationId": "getJob",
+                "summary": "One outbox job",
+                "responses": _responses(ref("Job"), admin, "401", "403", "404"),
+            },
+        },
+        "/api/v1/jobs/{job_id}/retry": {
+            **job_action,
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Make a dead, discarded or waiting job due now, with a fresh set of attempts",
+                "responses": _responses(ref("Job"), admin, "401", "403", "404", "409"),
+            },
+        },
+        "/api/v1/jobs/{job_id}/discard": {
+            **job_action,
+            "post": {
+                "operationId": "discardJob",
+                "summary": "Give up on a pending, running or dead job",
+                "responses": _responses(ref("Job"), admin, "401", "403", "404", "409"),
+            },
+        },
+    }
+
+
 def _paths() -> dict[str, Schema]:
     viewer, operator = "needs a viewer token", "needs an operator token"
     return {
+        **_jobs_paths(),
         "/api/v1/alerts": {
             "get": {
                 "operationId": "listAlerts",

@@ -9,10 +9,10 @@ from recoverlink.domain.errors import StoreUnavailable
 from recoverlink.domain.tokens import Role
 from recoverlink.reload import reload_and_announce
 from recoverlink.store import migrate
+from recoverlink.store_gauges import OutboxGauges, RecoveryStateGauge
 from recoverlink.telemetry import render_metrics
 from recoverlink.web.auth import require_role
 from recoverlink.web.runtime import runtime
-from recoverlink.web.store_gauges import RecoveryStateGauge
 
 bp = Blueprint("ops", __name__)
 
@@ -46,7 +46,8 @@ def _not_ready(reason: str) -> Response:
 def metrics() -> Response:
     rt = runtime()
     max_services = rt.settings.config.metrics.max_services
-    body, content_type = render_metrics(rt.metrics.registry, RecoveryStateGauge(rt.store, max_services))
+    gauges = (RecoveryStateGauge(rt.store, max_services), OutboxGauges(rt.store, rt.clock))
+    body, content_type = render_metrics(rt.metrics.registry, *gauges)
     return Response(body, content_type=content_type)
 
 

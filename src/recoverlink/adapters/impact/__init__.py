@@ -38,14 +38,18 @@ def build_impact_sources(
     session: requests.Session | None = None,
     *,
     clock: Callable[[], datetime] | None = None,
+    read_secrets: bool = True,
 ) -> dict[str, ImpactSource]:
-    """One adapter per configured source, all sharing one HTTP session; `clock` dates Retry-After."""
+    """One adapter per configured source, all sharing one HTTP session; `clock` dates Retry-After.
+
+    `read_secrets=False` only compiles (what `recoverlink check` does where secrets are absent)."""
     builder = _Builder(
         config=config,
         environ=environ,
         compiler=compiler or TemplateCompiler(),
         session=session or requests.Session(),
         clock=clock or utc_now,
+        read_secrets=read_secrets,
     )
     sources = {name: builder.source(name, source) for name, source in config.sources.items()}
     if builder.errors:
@@ -62,6 +66,7 @@ class _Builder:
     compiler: TemplateCompiler
     session: requests.Session
     clock: Callable[[], datetime]
+    read_secrets: bool = True
     errors: list[ConfigError] = field(default_factory=list)
     # The Prometheus server's Authorization header: read once, for every PromQL source.
     prometheus_authorization: str | None = field(default=None, repr=False)
@@ -124,6 +129,8 @@ class _Builder:
 
     def _authorization(self, auth: HttpAuth, where: str) -> str | None:
         """The Authorization header value, from a file or the environment; None without auth."""
+        if not self.read_secrets:
+            return None
         try:
             if auth.bearer is not None:
                 return "Bearer " + read_secret(auth.bearer, self.environ, f"{where}.bearer")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from recoverlink.domain.errors import StoreUnavailable
-from recoverlink.store import recoveries
+from recoverlink.domain.outbox import BacklogState
+from recoverlink.recovery_jobs import JOB_KINDS
+from recoverlink.store import outbox, recoveries
 from recoverlink.store.engine import Store
 from recoverlink.telemetry import OTHER, UNKNOWN, LabelBounds
 
@@ -53,3 +56,35 @@ class RecoveryStateGauge(Collector):
             shown = (service or UNKNOWN) if service in kept else OTHER
             bounded[(state, LabelBounds.team(team), LabelBounds.priority(priority), shown)] += count
         return bounded
+
+
+class OutboxGauges(Collector):
+    """`recoverlink_outbox_jobs{kind,state}` and `recoverlink_outbox_oldest_due_job_age_seconds{kind}`."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        jobs = GaugeMetricFamily(
+            "recoverlink_outbox_jobs",
+            "Outbox jobs waiting (due), failed and waiting to retry (retrying), or dead-lettered (dead).",
+            labels=["kind", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "recoverlink_outbox_oldest_due_job_age_seconds",
+            "How long the oldest due job has waited: how far the workers are behind.",
+            labels=["kind"],
+        )
+        try:
+            with self.store.read() as conn:
+                backlog = outbox.backlog(conn, self.clock())
+                known = set(JOB_KINDS) | set(outbox.kinds(conn))
+        except StoreUnavailable as exc:
+            log.warning("cannot read the outbox backlog for /metrics", extra={"error": str(exc)})
+            return []
+        for kind in sorted(known):
+            for state in BacklogState:
+                jobs.add_metric([kind, state.value], backlog.counts.get((kind, state), 0))
+            oldest.add_metric([kind], backlog.oldest_due_age_seconds.get(kind, 0.0))
+        return [jobs, oldest]

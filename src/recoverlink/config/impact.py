@@ -171,6 +171,13 @@ class ImpactConfig(Strict):
                 raise ValueError(f"invalid source name {name!r} (letters, digits, '-', '_', '.')")
         return value
 
+    def longest_timeout_seconds(self) -> float:
+        """The longest a single impact call may take."""
+        timeouts = [s.http.timeout_seconds for s in self.sources.values() if s.http is not None]
+        if self.prometheus is not None:
+            timeouts.append(self.prometheus.timeout_seconds)
+        return max(timeouts, default=0.0)
+
     @model_validator(mode="after")
     def _references(self) -> Self:
         uses_prometheus = [n for n, s in self.sources.items() if s.prometheus is not None]

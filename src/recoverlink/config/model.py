@@ -199,3 +199,14 @@ class Config(Strict):
     impact: ImpactConfig = Field(default_factory=ImpactConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_calls(self) -> Self:
+        # A job still waiting on its call when the lease runs out would be claimed and run twice.
+        longest = self.impact.longest_timeout_seconds()
+        if self.worker.lease.total_seconds() <= longest:
+            raise ValueError(
+                f"worker.lease ({self.worker.lease.total_seconds():g}s) must be longer than the longest "
+                f"impact source timeout ({longest:g}s)"
+            )
+        return self

@@ -12,7 +12,7 @@ through `commit_transition`, so no path forgets the jobs a milestone implies.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,7 +139,38 @@ def jobs_after_transition(row: Any, transition: Transition, plan: JobPlan) -> li
     return jobs
 
 
-def commit_transition(conn: Connection, row: Any, transition: Transition, actor: str, plan: JobPlan) -> None:
-    """Save the transition with its audit entry, and enqueue the jobs it causes, in one transaction."""
-    store.save_transition(conn, row, transition, actor)
-    outbox.enqueue(conn, jobs_after_transition(row, transition, plan), transition.at, plan.max_attempts)
+@dataclass
+class PendingWrites:
+    """Audit rows and jobs of one transaction, written together at its end: one round trip each
+    instead of one per row (the ingest path writes several per new recovery)."""
+
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[NewJob] = field(default_factory=list)
+
+    def flush(self, conn: Connection, now: datetime, max_attempts: int) -> None:
+        store.append_audits(conn, self.audits)
+        outbox.enqueue(conn, self.jobs, now, max_attempts)
+        self.audits.clear()
+        self.jobs.clear()
+
+
+def commit_transition(
+    conn: Connection,
+    row: Any,
+    transition: Transition,
+    actor: str,
+    plan: JobPlan,
+    *,
+    pending: PendingWrites | None = None,
+) -> None:
+    """Save the transition with its audit entry, and enqueue the jobs it causes, in one transaction
+    (now, or with `pending` when the caller flushes it before committing)."""
+    store.save_status(conn, row, transition)
+    audit = store.transition_audit(row.id, transition, actor)
+    jobs = jobs_after_transition(row, transition, plan)
+    if pending is None:
+        store.append_audits(conn, [audit])
+        outbox.enqueue(conn, jobs, transition.at, plan.max_attempts)
+    else:
+        pending.audits.append(audit)
+        pending.jobs.extend(jobs)

@@ -30,8 +30,13 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.rules import ResolutionPolicy, StormScope
-from recoverlink.recovery_jobs import JobPlan, commit_transition, impact_context, jobs_for_opening
-from recoverlink.store import outbox
+from recoverlink.recovery_jobs import (
+    JobPlan,
+    PendingWrites,
+    commit_transition,
+    impact_context,
+    jobs_for_opening,
+)
 from recoverlink.store import recoveries as store
 
 ACTOR = "alertmanager"
@@ -94,6 +99,7 @@ def track_recoveries(
     touched = {store.recovery_of_alert(conn, alert_id) for alert_id in resolved}
     for recovery_id in sorted(r for r in touched if r is not None):
         tracker.fix_deployed_if_all_resolved(recovery_id)
+    tracker.pending.flush(conn, now, plan.max_attempts)
     return tracker.outcome
 
 
@@ -106,6 +112,7 @@ class _Tracker:
     group_key: str
     plan: JobPlan
     outcome: TrackingOutcome = field(default_factory=TrackingOutcome)
+    pending: PendingWrites = field(default_factory=PendingWrites)
 
     def place(self, alert: Alert, alert_id: int, enrichment: Enrichment) -> None:
         episode = _episode(alert, enrichment, self.group_key)
@@ -154,6 +161,9 @@ class _Tracker:
     ) -> int | None:
         closes = enrichment.resolution is ResolutionPolicy.CLOSE
         status = new_recovery_status(self.now, itsm_configured=False, resolution_closes_incident=closes)
+        owner = self._owner_at_opening(status, enrichment)
+        if owner is not None:
+            status = owner.status
         title = _title(alert, enrichment)
         context = impact_context(title, self.now, alert, enrichment)
         new = store.NewRecovery(
@@ -173,17 +183,22 @@ class _Tracker:
         recovery_id = store.open_recovery(self.conn, new, status, self.now)
         if recovery_id is None:
             return None
-        jobs = jobs_for_opening(recovery_id, enrichment.impact_sources, context, self.now)
-        outbox.enqueue(self.conn, jobs, self.now, self.plan.max_attempts)
+        self.pending.jobs.extend(jobs_for_opening(recovery_id, enrichment.impact_sources, context, self.now))
         details = {"correlation_key": episode.correlation_key, "linked_to": decision.linked_to}
         self._audit(recovery_id, "opened", {**details, "reason": decision.reason}, RecoveryState.OPENED)
-        if enrichment.owner and enrichment.owner_source in (OwnerSource.CATALOG, OwnerSource.RULE):
-            evidence = {"owner_source": enrichment.owner_source.value}
-            owner_event = RecoveryEvent(
-                RecoveryEventKind.OWNER_KNOWN, SOURCE, evidence, owner=enrichment.owner
-            )
-            self.transition(recovery_id, owner_event)
+        if owner is not None:
+            self.pending.audits.append(store.transition_audit(recovery_id, owner, ACTOR))
+            self.outcome.transitions.append(CommittedTransition(owner, new.team, new.priority, new.service))
         return recovery_id
+
+    def _owner_at_opening(self, status: RecoveryStatus, enrichment: Enrichment) -> Transition | None:
+        """An owner from the catalog or a rule is known the moment the recovery opens: the transition
+        is applied before the insert, so the row is written once."""
+        if not enrichment.owner or enrichment.owner_source not in (OwnerSource.CATALOG, OwnerSource.RULE):
+            return None
+        evidence = {"owner_source": enrichment.owner_source.value}
+        event = RecoveryEvent(RecoveryEventKind.OWNER_KNOWN, SOURCE, evidence, owner=enrichment.owner)
+        return apply_event(status, event, self.now)
 
     def fix_deployed_if_all_resolved(self, recovery_id: int) -> None:
         # Lock first, count second: two deliveries resolving the last two alerts at once must not
@@ -202,7 +217,7 @@ class _Tracker:
             return False
         transition = apply_event(status, event, self.now)
         if transition.changed:
-            commit_transition(self.conn, row, transition, ACTOR, self.plan)
+            commit_transition(self.conn, row, transition, ACTOR, self.plan, pending=self.pending)
             committed = CommittedTransition(transition, row.team, row.priority, row.service)
             self.outcome.transitions.append(committed)
         return transition.changed
@@ -214,8 +229,7 @@ class _Tracker:
         details: Mapping[str, object],
         to_state: RecoveryState | None = None,
     ) -> None:
-        store.append_audit(
-            self.conn,
+        row = store.audit_row(
             recovery_id,
             at=self.now,
             source=SOURCE.value,
@@ -224,6 +238,7 @@ class _Tracker:
             details=details,
             to_state=to_state.value if to_state else None,
         )
+        self.pending.audits.append(row)
 
 
 def _episode(alert: Alert, enrichment: Enrichment, group_key: str) -> EpisodeToPlace:

@@ -100,7 +100,7 @@ _NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempts: int) -> None:
     """Add jobs inside the caller's transaction; a key that exists already is left as it is.
 
-    On PostgreSQL the commit also wakes the workers waiting on LISTEN.
+    On PostgreSQL the insert's trigger (migration 0005) wakes the workers waiting on LISTEN at commit.
     """
     if not jobs:
         return
@@ -121,8 +121,6 @@ def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempt
         for job in jobs
     ]
     conn.execute(_ENQUEUE, rows)
-    if conn.dialect.name == "postgresql":
-        conn.execute(_NOTIFY)
 
 
 _CLAIM_COLUMNS = (_J.id, _J.due_at)
@@ -330,7 +328,10 @@ def retry_now(conn: Connection, job_id: int, now: datetime) -> JobRecord:
     at = to_db_time(now)
     values = {"state": JobState.PENDING.value, "due_at": at, "attempts": 0, "finished_at": None}
     allowed = (JobState.DEAD, JobState.DISCARDED, JobState.PENDING)
-    return _operator_change(conn, job_id, allowed, "retried", {**values, "updated_at": at})
+    job = _operator_change(conn, job_id, allowed, "retried", {**values, "updated_at": at})
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY)  # an update fires no trigger: wake the workers ourselves
+    return job
 
 
 def discard(conn: Connection, job_id: int, now: datetime) -> JobRecord:

@@ -134,15 +134,18 @@ def load_row(conn: Connection, recovery_id: int, *, for_update: bool = False) ->
     return conn.execute(query).one_or_none()
 
 
-def save_transition(conn: Connection, row: Any, transition: Transition, actor: str) -> None:
-    """Persist the new status and append the transition to the audit trail."""
+def save_status(conn: Connection, row: Any, transition: Transition) -> None:
+    """Persist the recovery's new status (the caller writes the transition's audit entry)."""
     values = _status_values(transition.status, row.correlation_key, transition.at)
     if transition.moved:
         values["state_changed_at"] = to_db_time(transition.at)
     conn.execute(update(recoveries).where(recoveries.c.id == row.id).values(values))
-    append_audit(
-        conn,
-        row.id,
+
+
+def transition_audit(recovery_id: int, transition: Transition, actor: str) -> dict[str, Any]:
+    """The audit row of a transition: from, to, the event, what it stamped, its evidence."""
+    return audit_row(
+        recovery_id,
         at=transition.at,
         source=transition.source.value,
         actor=actor,
@@ -158,6 +161,44 @@ def save_transition(conn: Connection, row: Any, transition: Transition, actor: s
     )
 
 
+def save_transition(conn: Connection, row: Any, transition: Transition, actor: str) -> None:
+    """Persist the new status and append the transition to the audit trail."""
+    save_status(conn, row, transition)
+    append_audits(conn, [transition_audit(row.id, transition, actor)])
+
+
+def audit_row(
+    recovery_id: int | None,
+    *,
+    at: datetime,
+    source: str,
+    actor: str,
+    kind: str,
+    details: Mapping[str, Any],
+    from_state: str | None = None,
+    to_state: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "recovery_id": recovery_id,
+        "at": to_db_time(at),
+        "source": source,
+        "actor": actor,
+        "kind": kind,
+        "from_state": from_state,
+        "to_state": to_state,
+        "details": dict(details),
+    }
+
+
+_AUDIT = insert(audit_events)
+
+
+def append_audits(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The audit trail is append-only: nothing in recoverlink updates or deletes its rows."""
+    if rows:
+        conn.execute(_AUDIT, list(rows))
+
+
 def append_audit(
     conn: Connection,
     recovery_id: int | None,
@@ -170,19 +211,18 @@ def append_audit(
     from_state: str | None = None,
     to_state: str | None = None,
 ) -> None:
-    """The audit trail is append-only: nothing in recoverlink updates or deletes its rows."""
-    conn.execute(
-        insert(audit_events).values(
-            recovery_id=recovery_id,
-            at=to_db_time(at),
-            source=source,
-            actor=actor,
-            kind=kind,
-            from_state=from_state,
-            to_state=to_state,
-            details=dict(details),
-        )
+    """Append one audit entry now (see `append_audits`)."""
+    row = audit_row(
+        recovery_id,
+        at=at,
+        source=source,
+        actor=actor,
+        kind=kind,
+        details=details,
+        from_state=from_state,
+        to_state=to_state,
     )
+    append_audits(conn, [row])
 
 
 _ATTACH = upsert(recovery_alerts, ["recovery_id", "alert_id", "role", "attached_at"], ["alert_id"])
@@ -251,19 +291,23 @@ _DEPENDENCIES = (
     .limit(5)
 )
 _STORM_COLUMN = {StormScope.TEAM: recoveries.c.team, StormScope.SERVICE: recoveries.c.service}
-_STORM_OPENINGS = {
-    scope: select(func.count()).where(
-        column == bindparam("value"), recoveries.c.opened_at >= bindparam("since")
+_STORM = {
+    # One round trip for the common case: the scope's recent openings and its open storm parent's id.
+    scope: select(
+        select(func.count())
+        .where(column == bindparam("value"), recoveries.c.opened_at >= bindparam("since"))
+        .scalar_subquery()
+        .label("recent"),
+        select(recoveries.c.id)
+        .where(column == bindparam("value"), STORM_PARENT_WHERE)
+        .order_by(recoveries.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("parent"),
     )
     for scope, column in _STORM_COLUMN.items()
 }
-_STORM_PARENT = {
-    scope: select(*_CANDIDATE_COLUMNS)
-    .where(column == bindparam("value"), STORM_PARENT_WHERE)
-    .order_by(recoveries.c.id.desc())
-    .limit(1)
-    for scope, column in _STORM_COLUMN.items()
-}
+_BY_ID = select(*_CANDIDATE_COLUMNS).where(recoveries.c.id == bindparam("id"))
 
 
 def candidates_for(
@@ -288,10 +332,10 @@ def candidates_for(
     parent, recent = None, 0
     if storm_scope is not None and storm_since is not None and storm_scope[1] is not None:
         scope, value = storm_scope
-        params = {"value": value, "since": to_db_time(storm_since)}
-        recent = int(conn.execute(_STORM_OPENINGS[scope], params).scalar_one())
-        row = conn.execute(_STORM_PARENT[scope], {"value": value}).one_or_none()
-        parent = _candidate(row) if row is not None else None
+        storm = conn.execute(_STORM[scope], {"value": value, "since": to_db_time(storm_since)}).one()
+        recent = int(storm.recent)
+        if storm.parent is not None:
+            parent = _candidate(conn.execute(_BY_ID, {"id": storm.parent}).one())
     return Candidates(same_key=same, dependencies=dependencies, storm_parent=parent, recent_openings=recent)
 
 

@@ -16,6 +16,20 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+# Workers LISTEN on this channel; a statement-level trigger wakes them on every enqueue, so the
+# NOTIFY rides along with the INSERT instead of costing the ingest transaction a round trip.
+NOTIFY_FUNCTION = """
+CREATE FUNCTION recoverlink_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('recoverlink_outbox', '');
+  RETURN NULL;
+END $$
+"""
+NOTIFY_TRIGGER = """
+CREATE TRIGGER outbox_jobs_notify AFTER INSERT ON outbox_jobs
+FOR EACH STATEMENT EXECUTE FUNCTION recoverlink_outbox_notify()
+"""
+
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -49,6 +63,9 @@ def upgrade() -> None:
     )
     for columns in (["state", "due_at"], ["recovery_id"], ["kind", "state"]):
         op.create_index(f"ix_outbox_jobs_{'_'.join(columns)}", "outbox_jobs", columns)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(NOTIFY_FUNCTION)
+        op.execute(NOTIFY_TRIGGER)
     with op.batch_alter_table("recoveries") as batch:
         batch.add_column(sa.Column("impact_sources", Json, nullable=False, server_default="[]"))
         batch.add_column(sa.Column("impact_context", Json, nullable=False, server_default="{}"))
@@ -63,4 +80,7 @@ def downgrade() -> None:
     with op.batch_alter_table("recoveries") as batch:
         for column in ("impact", "impact_context", "impact_sources"):
             batch.drop_column(column)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS outbox_jobs_notify ON outbox_jobs")
+        op.execute("DROP FUNCTION IF EXISTS recoverlink_outbox_notify()")
     op.drop_table("outbox_jobs")

@@ -322,6 +322,7 @@ def recoveries() -> None:
     help="Only recoveries in this state (repeatable).",
 )
 @click.option("--team", help="Only recoveries opened for this team.")
+@click.option("--owner", help="Only recoveries this team owns now.")
 @click.option("--service", help="Only recoveries of this catalog service.")
 @click.option(
     "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="At most this many."
@@ -333,6 +334,7 @@ def recoveries_list(
     config_file: str | None,
     states: tuple[str, ...],
     team: str | None,
+    owner: str | None,
     service: str | None,
     limit: int,
     as_json: bool,
@@ -340,7 +342,7 @@ def recoveries_list(
     """The newest recoveries first, as a table."""
     store = _store(_settings(config_file))
     _check_schema(store, migrate=False)
-    filters = RecoveryFilter(states=states, team=team, service=service)
+    filters = RecoveryFilter(states=states, team=team, owner=owner, service=service)
     with store.read() as conn:
         page = list_recoveries(conn, filters, limit=limit)
     if as_json:

@@ -169,6 +169,15 @@ def test_list_filters(rec: Recoveries, query: str, expected: list[int]) -> None:
     assert ids(rec.get(f"/api/v1/recoveries?{query}")) == expected
 
 
+def test_team_stays_the_opening_team_and_owner_filters_who_owns_it_now(rec: Recoveries) -> None:
+    rec.deliver("firing_single.json")
+    moved = body_of(rec.patch({"owner": "crm"}))
+    assert (moved["team"], moved["owner"]) == ("payments", "crm")
+    assert ids(rec.get("/api/v1/recoveries?team=payments")) == [moved["id"]]
+    assert ids(rec.get("/api/v1/recoveries?owner=crm")) == [moved["id"]]
+    assert ids(rec.get("/api/v1/recoveries?owner=payments")) == []
+
+
 def test_pages_cover_every_recovery_once_even_when_new_ones_open_between_pages(rec: Recoveries) -> None:
     rec.open_unrelated(8)
     seen: list[int] = []

@@ -33,7 +33,8 @@ class RecoveryFilter:
 
     states: tuple[str, ...] = ()
     service: str | None = None
-    team: str | None = None
+    team: str | None = None  # the team it was opened for (metric labels keep it)
+    owner: str | None = None  # the team that owns it now
     priority: str | None = None
     opened_after: datetime | None = None  # inclusive
     opened_before: datetime | None = None  # exclusive
@@ -127,6 +128,7 @@ def _filtered(query: Any, filters: RecoveryFilter) -> Any:
     for column, value in (
         ("service", filters.service),
         ("team", filters.team),
+        ("owner", filters.owner),
         ("priority", filters.priority),
     ):
         if value is not None:

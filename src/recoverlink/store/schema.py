@@ -140,6 +140,7 @@ recoveries = Table(
     Column("impact", Json, nullable=False, server_default="{}"),
     Index(None, "state", "id"),
     Index(None, "team", "id"),
+    Index(None, "owner", "id"),
     Index(None, "service", "id"),
     Index(None, "correlation_key", "id"),
     Index(None, "opened_at"),

@@ -188,6 +188,7 @@ def _filters() -> RecoveryFilter:
         states=_states_arg(),
         service=_text_arg("service"),
         team=_text_arg("team"),
+        owner=_text_arg("owner"),
         priority=priority,
         opened_after=_time_arg("opened_after"),
         opened_before=_time_arg("opened_before"),

@@ -1,4 +1,4 @@
-"""outbox: durable jobs; impact on recoveries; stale episodes
+"""outbox: durable jobs; impact on recoveries; stale episodes; the owner filter
 
 Revision ID: 0005
 Revises: 0004
@@ -72,9 +72,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("impact", Json, nullable=False, server_default="{}"))
     with op.batch_alter_table("alerts") as batch:
         batch.add_column(sa.Column("stale_at", sa.DateTime(), nullable=True))
+    op.create_index("ix_recoveries_owner_id", "recoveries", ["owner", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_recoveries_owner_id", table_name="recoveries")
     with op.batch_alter_table("alerts") as batch:
         batch.drop_column("stale_at")
     with op.batch_alter_table("recoveries") as batch:

@@ -59,8 +59,14 @@ class RetryPolicy:
     def backoff(self, attempt: int, jitter: float) -> timedelta:
         """The wait after failed run number `attempt` (1-based); `jitter` in [0, 1) spreads it over
         [half, full] of the exponential step, so workers that failed together do not retry together."""
-        step: timedelta = min(self.maximum, self.initial * (2 ** min(attempt - 1, 40)))
-        return step * (0.5 + jitter / 2)
+        # Double only while below the cap: initial * 2**(attempt - 1) overflows a timedelta for late
+        # attempts (backoff_initial of an hour, max_attempts up to 100).
+        step = self.initial
+        for _ in range(attempt - 1):
+            if step >= self.maximum:
+                break
+            step *= 2
+        return min(step, self.maximum) * (0.5 + jitter / 2)
 
 
 @dataclass(frozen=True)

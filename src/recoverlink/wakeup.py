@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Protocol
 
 import psycopg
@@ -16,6 +17,7 @@ from recoverlink.store.engine import Store
 from recoverlink.store.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
+STOP_CHECK_SECONDS = 0.1  # how soon a listening waiter notices `stop`
 
 
 class Waiter(Protocol):
@@ -54,11 +56,20 @@ class ListenWaiter:
         return self._conn
 
     def wait(self, timeout_seconds: float, stop: threading.Event) -> None:
+        deadline = time.monotonic() + max(timeout_seconds, 0.001)
         try:
             conn = self._listening()
-            # One notification is enough: the worker claims everything due when it wakes.
-            for _ in conn.notifies(timeout=max(timeout_seconds, 0.001), stop_after=1):
-                pass
+            # psycopg cannot watch `stop`: listen in short slices and look at it in between.
+            while not stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                # One notification is enough: the worker claims everything due when it wakes.
+                woken = False
+                for _ in conn.notifies(timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=1):
+                    woken = True
+                if woken:
+                    return
         except psycopg.Error as exc:
             log.warning("cannot listen for new jobs; polling", extra={"error": str(exc)})
             self.close()

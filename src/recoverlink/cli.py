@@ -425,7 +425,7 @@ def jobs_list(
         rows.append(
             [
                 str(j.id), j.kind, j.state.value, str(j.recovery_id or "-"),
-                f"{j.attempts}/{j.max_attempts}", _when(j.due_at), error,
+                f"{j.attempts}/{j.max_attempts}", _when(j.due_at) if j.state in WAITING else "-", error,
             ]
         )  # fmt: skip
     click.echo(_table(rows))
@@ -465,6 +465,9 @@ def jobs_discard(config_file: str | None, job_id: int) -> None:
     """Give up on a job (pending, running or dead); it is kept, marked discarded."""
     job = discard_job(_ready_store(config_file), job_id, datetime.now(UTC), _cli_actor(), "operator")
     click.echo(f"job {job.id} ({job.kind}) discarded")
+
+
+WAITING = (JobState.PENDING, JobState.RUNNING)
 
 
 def _ready_store(config_file: str | None) -> Store:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -90,9 +90,12 @@ class _Periodic:
 class RateLimits:
     """One token bucket per configured target, shared by the worker's threads."""
 
-    def __init__(self, limits: Mapping[str, tuple[float, int]]) -> None:
+    def __init__(
+        self, limits: Mapping[str, tuple[float, int]], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._buckets = {target: TokenBucket(rate, burst) for target, (rate, burst) in limits.items()}
         self._lock = threading.Lock()
+        self._monotonic = monotonic
 
     def wait_seconds(self, target: str | None) -> float:
         """0 when the call may go now (a token was taken), else how long until one is free."""
@@ -100,7 +103,7 @@ class RateLimits:
         if bucket is None:
             return 0.0
         with self._lock:
-            return bucket.take(time.monotonic())
+            return bucket.take(self._monotonic())
 
 
 class Worker:
@@ -117,6 +120,7 @@ class Worker:
         name: str,
         jitter: Callable[[], float] = random.random,
         maintenance: Sequence[tuple[float, Callable[[], None]]] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -125,7 +129,7 @@ class Worker:
         self.clock = clock
         self.name = name
         self.jitter = jitter
-        self.limits = RateLimits(options.rate_limits)
+        self.limits = RateLimits(options.rate_limits, monotonic)
         self._maintenance = [_Periodic(interval, task) for interval, task in maintenance]
         self._inflight = 0
         self._slots = threading.Condition()
@@ -273,7 +277,9 @@ class Worker:
 
     def _fail(self, job: ClaimedJob, handler: JobHandler | None, failure: JobFailure) -> None:
         now = self.clock()
-        decision = after_failure(self.options.policy, job.attempts, failure, self.jitter(), now)
+        # The job's own limit, set when it was enqueued: what the API and the CLI show as "3/8".
+        policy = replace(self.options.policy, max_attempts=job.max_attempts)
+        decision = after_failure(policy, job.attempts, failure, self.jitter(), now)
         final = isinstance(decision, DeadLetter)
         try:
             with self.store.write() as conn:

@@ -220,11 +220,14 @@ def test_retrying_a_done_job_is_409_naming_the_states_a_retry_is_allowed_in(
     assert response.status_code == 409
     error = error_of(response)
     assert (error["code"], error["current"], error["allowed"]) == (
-        "transition-not-allowed",
+        "job-state-conflict",
         "done",
         ["dead", "discarded", "pending"],
     )
-    assert "a done job cannot be retried" in error["message"]
+    assert (
+        error["message"]
+        == f"job {DONE} is done: only a job that is dead or discarded or pending can be retried"
+    )
     assert jobs.get(DONE).state is JobState.DONE
     assert audit_rows(jobs.store, "job_retried") == []
 
@@ -279,7 +282,8 @@ def test_cli_list_prints_a_table_of_jobs_newest_first(sqlite_jobs: Jobs, config_
         ["1", ECHO, "dead", "-", "1/3"],
     ]
     assert rows[0][5:7] == ["2026-11-22", "18:10:00Z"]
-    assert " ".join(rows[2][7:]) == "400 Bad Request [not retryable (bad_request)]"
+    assert rows[2][5] == "-", "a finished job is due nowhere"
+    assert " ".join(rows[2][6:]) == "400 Bad Request [not retryable (bad_request)]"
 
 
 def test_cli_list_filters_and_prints_json_as_the_api_does(sqlite_jobs: Jobs, config_file: Path) -> None:
@@ -319,8 +323,8 @@ def test_cli_retry_makes_a_dead_job_due_and_discard_gives_up_on_one(
         (("show", "999"), "error: job 999 not found"),
         (("retry", "999"), "error: job 999 not found"),
         (("discard", "999"), "error: job 999 not found"),
-        (("retry", str(DONE)), "error: retried is not allowed"),
-        (("discard", str(DONE)), "error: discarded is not allowed"),
+        (("retry", str(DONE)), f"error: job {DONE} is done: only a job that is dead or discarded or pending"),
+        (("discard", str(DONE)), f"error: job {DONE} is done: only a job that is pending or running or dead"),
     ],
 )
 def test_cli_fails_with_an_error_line_for_an_unknown_job_or_a_refused_change(

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Connection
 
-from recoverlink.domain.errors import NotFound, TransitionNotAllowed
+from recoverlink.domain.errors import JobStateConflict, NotFound
 from recoverlink.domain.outbox import BacklogState, JobFailure, JobState
 from recoverlink.store import outbox
 from recoverlink.store.engine import Store
@@ -200,7 +200,7 @@ def test_a_done_job_can_be_neither_retried_nor_discarded(
 ) -> None:
     job_id = jobs.done("finished")
     before = jobs.get(job_id)
-    with pytest.raises(TransitionNotAllowed) as refused, jobs.store.write() as conn:
+    with pytest.raises(JobStateConflict) as refused, jobs.store.write() as conn:
         action(conn, job_id, jobs.clock())
     assert (refused.value.status, refused.value.current, refused.value.allowed) == (409, "done", allowed)
     assert jobs.get(job_id) == before

@@ -176,6 +176,30 @@ def test_a_rate_limited_target_defers_the_job_without_counting_the_attempt(
     assert (runs(registry, "done"), runs(registry, "deferred")) == (1, 1)
 
 
+def test_a_deferred_job_runs_once_the_bucket_has_refilled(
+    jobs: Jobs, registry: CollectorRegistry, handler: FakeHandler
+) -> None:
+    seconds = [100.0]
+    worker = Worker(
+        jobs.store,
+        {ECHO: handler},
+        worker_options(rate_limits={HOST: (0.5, 1)}),
+        Metrics(registry),
+        clock=jobs.clock,
+        name="worker-a",
+        jitter=lambda: JITTER,
+        monotonic=lambda: seconds[0],
+    )
+    first, second = jobs.add("first"), jobs.add("second")
+    worker.run_due()
+    assert handler.runs == [first]
+    jobs.clock.now += timedelta(seconds=2)
+    seconds[0] += 2  # one token back at half a call per second
+    worker.run_due()
+    assert handler.runs == [first, second]
+    assert jobs.get(second).attempts == 1, "the deferral did not count as an attempt"
+
+
 def test_a_job_whose_worker_died_runs_again_when_its_lease_expires(
     jobs: Jobs, worker: Worker, handler: FakeHandler
 ) -> None:

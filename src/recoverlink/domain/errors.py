@@ -7,7 +7,9 @@ RecoverlinkError
 │   ├── Unauthorized           401
 │   ├── Forbidden              403
 │   ├── NotFound               404
-│   └── TransitionNotAllowed   409 (current state, requested move, the allowed targets)
+│   └── StateConflict          409: not in this state (`current`, what is `allowed`)
+│       ├── TransitionNotAllowed   a recovery's move (the allowed targets)
+│       └── JobStateConflict       an operator's retry or discard of an outbox job
 ├── ConfigError                a config, catalog or rules file is wrong (path, line, col, hint)
 │   └── ConfigErrors           several of them at once
 ├── DependencyError            a remote dependency failed (retryable, reason)
@@ -63,7 +65,30 @@ class NotFound(InputError):
     status = 404
 
 
-class TransitionNotAllowed(InputError):
+class StateConflict(InputError):
+    """The thing is not in a state that allows the request: `current`, and what is `allowed`."""
+
+    code = "state-conflict"
+    status = 409
+    current: str
+    allowed: tuple[str, ...]
+
+
+class JobStateConflict(StateConflict):
+    """An outbox job cannot be retried or discarded in its state; `allowed` lists the states it could."""
+
+    code = "job-state-conflict"
+
+    def __init__(self, job_id: int, current: str, action: str, allowed: Sequence[str]) -> None:
+        self.job_id = job_id
+        self.current = str(current)
+        self.allowed = tuple(str(state) for state in allowed)
+        super().__init__(
+            f"job {job_id} is {self.current}: only a job that is {' or '.join(self.allowed)} can be {action}"
+        )
+
+
+class TransitionNotAllowed(StateConflict):
     """A recovery cannot take this event or move in its current state; `allowed` says where it can go.
 
     `requested` is the target state of an operator move, else the event kind. States are plain strings

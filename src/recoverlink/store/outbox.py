@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, text, update
 
-from recoverlink.domain.errors import NotFound, RecoverlinkError, TransitionNotAllowed
+from recoverlink.domain.errors import JobStateConflict, NotFound, RecoverlinkError
 from recoverlink.domain.outbox import BacklogState, JobFailure, JobState, backlog_state
 from recoverlink.store.common import from_db_time, to_db_time, upsert
 from recoverlink.store.schema import outbox_jobs
@@ -160,7 +160,7 @@ def claim(conn: Connection, now: datetime, lease: timedelta, limit: int, worker:
         )
         .returning(*_RETURNED)
     )
-    return [
+    jobs = [
         ClaimedJob(
             id=row.id,
             kind=row.kind,
@@ -177,6 +177,7 @@ def claim(conn: Connection, now: datetime, lease: timedelta, limit: int, worker:
         )
         for row in claimed
     ]
+    return sorted(jobs, key=lambda job: (job.was_due_at, job.id))
 
 
 def _fenced(conn: Connection, job: ClaimedJob, values: Mapping[str, Any]) -> None:
@@ -314,9 +315,7 @@ def _operator_change(
     if job is None:
         raise NotFound(f"job {job_id} not found")
     if job.state not in allowed:
-        targets = [s.value for s in allowed]
-        why = f"a {job.state} job cannot be {action}"
-        raise TransitionNotAllowed(f"job {job_id}", job.state, action, targets, reason=why)
+        raise JobStateConflict(job_id, job.state.value, action, [s.value for s in allowed])
     conn.execute(update(outbox_jobs).where(_J.id == job_id).values(values))
     changed = get_job(conn, job_id)
     assert changed is not None

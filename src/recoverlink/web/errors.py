@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from recoverlink.domain.errors import InputError, StoreUnavailable, TransitionNotAllowed
+from recoverlink.domain.errors import InputError, StateConflict, StoreUnavailable
 from recoverlink.logs import request_id
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InputError)
     def _input(exc: InputError) -> Response:
         body = error_body(exc.code, exc.message, exc.field)
-        if isinstance(exc, TransitionNotAllowed):
+        if isinstance(exc, StateConflict):
             body["error"].update(current=exc.current, allowed=list(exc.allowed))
         response = _answer(exc.status, body)
         if exc.status == 401:

@@ -40,7 +40,7 @@ def _is_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"invalid URL {value!r} (expected http:// or https:// with a host)")
@@ -80,7 +80,7 @@ class PrometheusServer(Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     auth: HttpAuth = Field(default_factory=HttpAuth)
 
-    _check_url = field_validator("url")(_http_url)
+    _check_url = field_validator("url")(http_url)
 
 
 class PrometheusLookup(Strict):

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from recoverlink.config.base import BasicAuth, SecretSource, Strict, resolve_path
 from recoverlink.config.durations import Duration
 from recoverlink.config.impact import ImpactConfig
+from recoverlink.config.itsm import ItsmConfig
 from recoverlink.domain.alerts import AlertPolicy
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
@@ -197,16 +198,17 @@ class Config(Strict):
     enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     impact: ImpactConfig = Field(default_factory=ImpactConfig)
+    itsm: ItsmConfig = Field(default_factory=ItsmConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
     def _lease_outlasts_calls(self) -> Self:
         # A job still waiting on its call when the lease runs out would be claimed and run twice.
-        longest = self.impact.longest_timeout_seconds()
+        longest = max(self.impact.longest_timeout_seconds(), self.itsm.longest_timeout_seconds())
         if self.worker.lease.total_seconds() <= longest:
             raise ValueError(
                 f"worker.lease ({self.worker.lease.total_seconds():g}s) must be longer than the longest "
-                f"impact source timeout ({longest:g}s)"
+                f"impact source or ITSM timeout ({longest:g}s)"
             )
         return self

@@ -13,7 +13,8 @@ RecoverlinkError
 ├── ConfigError                a config, catalog or rules file is wrong (path, line, col, hint)
 │   └── ConfigErrors           several of them at once
 ├── DependencyError            a remote dependency failed (retryable, reason)
-│   └── ImpactSourceError      an impact source (Prometheus, HTTP lookup) failed; may carry Retry-After
+│   ├── ImpactSourceError      an impact source (Prometheus, HTTP lookup) failed
+│   └── ItsmError              the ITSM tool (ServiceNow, Jira, Request Tracker) failed
 └── StoreUnavailable           503: the store could not commit; the caller should retry
 """
 
@@ -192,6 +193,13 @@ class ImpactSourceError(DependencyError):
     """An impact source (a PromQL query, an HTTP lookup) failed."""
 
     code = "impact-source-failed"
+
+
+class ItsmError(DependencyError):
+    """A call to the ITSM tool failed; `reason` is a bounded label (timeout, connect, http_429,
+    not_json, ...), also the `outcome` of `recoverlink_itsm_requests_total`."""
+
+    code = "itsm-failed"
 
 
 class StoreUnavailable(RecoverlinkError):

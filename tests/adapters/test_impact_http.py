@@ -19,8 +19,8 @@ import requests
 import responses
 from responses import matchers
 
+from recoverlink.adapters.http_calls import MAX_BODY_BYTES, retry_after_seconds
 from recoverlink.adapters.impact import build_impact_sources
-from recoverlink.adapters.impact.calls import MAX_BODY_BYTES, retry_after_seconds
 from recoverlink.config.impact import ImpactConfig
 from recoverlink.domain.errors import ConfigErrors, ImpactSourceError
 from recoverlink.domain.impact import MAX_FACT_VALUES, FactKind, ImpactReading, ImpactSource

@@ -18,7 +18,7 @@ from jinja2 import TemplateSyntaxError
 from jmespath.exceptions import ArityError, JMESPathError, UnknownFunctionError
 from jmespath.parser import ParsedResult
 
-from recoverlink.adapters.impact.calls import Caller, utc_now
+from recoverlink.adapters.http_calls import Caller, utc_now
 from recoverlink.adapters.impact.http import Expression, HttpImpactSource, lookup_target
 from recoverlink.adapters.impact.prometheus import PrometheusImpactSource
 from recoverlink.config.impact import HttpAuth, HttpLookup, ImpactConfig, ImpactSourceConfig, PrometheusLookup
@@ -120,7 +120,7 @@ class _Builder:
 
     def _caller(self, name: str, timeout_seconds: float, authorization: str | None) -> Caller:
         return Caller(
-            source=name,
+            who=f"impact source {name}",
             session=self.session,
             timeout_seconds=timeout_seconds,
             authorization=authorization,

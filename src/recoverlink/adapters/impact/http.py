@@ -19,9 +19,9 @@ import requests
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from recoverlink.adapters.impact.calls import Caller, excerpt, is_number
+from recoverlink.adapters.http_calls import Caller, excerpt, is_number
 from recoverlink.config.impact import host_of, is_allowed_host
-from recoverlink.domain.errors import ImpactSourceError
+from recoverlink.domain.errors import DependencyError
 from recoverlink.domain.impact import FactKind, ImpactReading, bounded_facts
 from recoverlink.domain.rules import Template
 
@@ -125,7 +125,7 @@ class HttpImpactSource:
         except JMESPathError as exc:  # a function given the wrong types by this answer
             raise self._bad(f"{expression.source} failed on the answer: {excerpt(str(exc))}") from exc
 
-    def _bad(self, what: str) -> ImpactSourceError:
+    def _bad(self, what: str) -> DependencyError:
         return self.caller.error(what, "bad_response")
 
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recoverlink.adapters.impact.calls import Answer, Caller, excerpt
+from recoverlink.adapters.http_calls import Answer, Caller, excerpt
 from recoverlink.config.impact import host_of
-from recoverlink.domain.errors import ImpactSourceError
+from recoverlink.domain.errors import DependencyError, ImpactSourceError
 from recoverlink.domain.impact import FactKind, ImpactReading, bounded_facts
 from recoverlink.domain.rules import Template
 
@@ -102,7 +102,7 @@ class PrometheusImpactSource:
         except ValueError as exc:
             raise self._bad(f"a sample value is not a number: {excerpt(pair[1])}") from exc
 
-    def _query_failure(self, answer: Answer, document: Mapping[str, Any]) -> ImpactSourceError:
+    def _query_failure(self, answer: Answer, document: Mapping[str, Any]) -> DependencyError:
         """Classify Prometheus' `{"status": "error", "errorType": ..., "error": ...}`."""
         error_type = str(document.get("errorType", ""))
         text = excerpt(str(document.get("error", ""))) or "no error text"
@@ -120,7 +120,7 @@ class PrometheusImpactSource:
         # internal, not_found or a newer errorType: the HTTP status says whether a retry may help.
         return self.caller.status_failure(answer, detail=f"{error_type or 'error'}: {text}")
 
-    def _bad(self, what: str) -> ImpactSourceError:
+    def _bad(self, what: str) -> DependencyError:
         return self.caller.error(what, "bad_response")
 
 

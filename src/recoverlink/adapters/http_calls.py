@@ -1,11 +1,11 @@
-"""One call to an impact source, and how its failures are classified for the worker.
+"""One outbound HTTP call, and how its failures are classified for the worker.
 
-Both adapters (PromQL and HTTP lookups) go through `Caller`: one session, a timeout, the
-source's credentials, no redirects, a capped body. Every failure becomes an `ImpactSourceError`
-with a bounded `reason` (a metric label) and `retryable`, like Alertmanager's `Retrier.Check`:
-timeouts, connection errors, 408, 429 and 5xx may pass; other 4xx, 3xx and bad answers will not.
-Messages name the source and say what happened in one line; they never carry credentials or a
-whole response body.
+Impact sources and ITSM adapters go through `Caller`: one session, a timeout, the credentials, no
+redirects, a capped body. Every failure becomes a `DependencyError` of the caller's kind
+(`ImpactSourceError`, `ItsmError`) with a bounded `reason` (a metric label) and `retryable`, like
+Alertmanager's `Retrier.Check`: timeouts, connection errors, 408, 429 and 5xx may pass; other 4xx,
+3xx and bad answers will not. Messages name who called ("impact source checkout-failures",
+"servicenow") and say what happened in one line; they never carry credentials or a whole body.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import requests
 from jinja2 import TemplateError
 
 from recoverlink.config.impact import host_of
-from recoverlink.domain.errors import ImpactSourceError
+from recoverlink.domain.errors import DependencyError, ImpactSourceError
 from recoverlink.domain.rules import Template
 
-# An impact answer is a handful of counts and labels; anything bigger is a misconfigured lookup.
+# An impact answer is a handful of counts and labels, an ITSM answer one record or a short list:
+# anything bigger is a misconfigured call.
 MAX_BODY_BYTES = 1024 * 1024
 EXCERPT_CHARS = 200
 _CHUNK_BYTES = 64 * 1024
@@ -54,13 +55,15 @@ class Answer:
 
 @dataclass(frozen=True)
 class Caller:
-    """How one source calls out: a shared session, its timeout, its credentials, a clock for Retry-After."""
+    """How one source or ITSM calls out: a shared session, its timeout, its credentials, a clock for
+    Retry-After, and the error kind its failures raise."""
 
-    source: str
+    who: str  # named in every message: "impact source checkout-failures", "servicenow"
     session: requests.Session
     timeout_seconds: float
     authorization: str | None = field(default=None, repr=False)  # the Authorization header; a secret
     clock: Callable[[], datetime] = utc_now
+    error_type: type[DependencyError] = ImpactSourceError
 
     def prepare(
         self,
@@ -69,7 +72,7 @@ class Caller:
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        json_body: Mapping[str, str] | None = None,
+        json_body: Any = None,
     ) -> requests.PreparedRequest:
         """The request exactly as it will be sent; its `url` is what a host check must look at."""
         all_headers = dict(headers or {})
@@ -92,7 +95,9 @@ class Caller:
                 body = self._read_body(response)
                 return Answer(host_of(url), response.status_code, response.headers, body)
         except requests.RequestException as exc:
-            raise transport_failure(self.source, host_of(url), self.timeout_seconds, exc) from exc
+            raise transport_failure(
+                self.who, host_of(url), self.timeout_seconds, exc, self.error_type
+            ) from exc
 
     def _read_body(self, response: requests.Response) -> bytes:
         chunks: list[bytes] = []
@@ -104,9 +109,9 @@ class Caller:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def error(self, what: str, reason: str, *, retryable: bool = False) -> ImpactSourceError:
-        """An error that names this source."""
-        return ImpactSourceError(f"impact source {self.source}: {what}", retryable=retryable, reason=reason)
+    def error(self, what: str, reason: str, *, retryable: bool = False) -> DependencyError:
+        """An error that names who called."""
+        return self.error_type(f"{self.who}: {what}", retryable=retryable, reason=reason)
 
     def render(self, what: str, template: Template, context: Mapping[str, Any]) -> str:
         """Render one of the source's templates; a failure (the sandbox refusing) is not retryable."""
@@ -116,7 +121,7 @@ class Caller:
             detail = excerpt(str(exc)) or type(exc).__name__
             raise self.error(f"the {what} template failed to render: {detail}", "template") from exc
 
-    def status_failure(self, answer: Answer, detail: str | None = None) -> ImpactSourceError:
+    def status_failure(self, answer: Answer, detail: str | None = None) -> DependencyError:
         """The error for a non-2xx answer; `detail` replaces the body excerpt (Prometheus' error text)."""
         reason, retryable = status_reason(answer.status)
         said = f"{answer.host} answered HTTP {answer.status}"
@@ -128,11 +133,8 @@ class Caller:
         retry_after = self.retry_after(answer) if retryable else None
         if retry_after is not None:
             said += f" (retry after {retry_after:g} s)"
-        return ImpactSourceError(
-            f"impact source {self.source}: {said}",
-            retryable=retryable,
-            reason=reason,
-            retry_after_seconds=retry_after,
+        return self.error_type(
+            f"{self.who}: {said}", retryable=retryable, reason=reason, retry_after_seconds=retry_after
         )
 
     def retry_after(self, answer: Answer) -> float | None:
@@ -162,26 +164,28 @@ def status_reason(status: int) -> tuple[str, bool]:
 
 
 def transport_failure(
-    source: str, host: str, timeout_seconds: float, exc: requests.RequestException
-) -> ImpactSourceError:
+    who: str,
+    host: str,
+    timeout_seconds: float,
+    exc: requests.RequestException,
+    error_type: type[DependencyError] = ImpactSourceError,
+) -> DependencyError:
     """Timeouts and connection errors may pass; a request that cannot be sent at all will not."""
-    where = f"impact source {source}:"
+    where = f"{who}:"
     # ConnectTimeout is both a Timeout and a ConnectionError: it counts as a timeout.
     if isinstance(exc, requests.Timeout):
-        return ImpactSourceError(
+        return error_type(
             f"{where} no answer from {host} within {timeout_seconds:g} s", retryable=True, reason="timeout"
         )
     if isinstance(exc, requests.ConnectionError):
-        return ImpactSourceError(
+        return error_type(
             f"{where} cannot connect to {host} ({_cause(exc)})", retryable=True, reason="connect"
         )
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidHeader):
-        return ImpactSourceError(
+        return error_type(
             f"{where} cannot send the request ({_cause(exc)})", retryable=False, reason="bad_request"
         )
-    return ImpactSourceError(
-        f"{where} the call to {host} failed ({_cause(exc)})", retryable=True, reason="request"
-    )
+    return error_type(f"{where} the call to {host} failed ({_cause(exc)})", retryable=True, reason="request")
 
 
 def _cause(exc: requests.RequestException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -62,6 +63,11 @@ class ServiceNowConfig(_System):
     monitor_state: str = Field(default="3", description="the state of the `monitor` resolution policy")
     monitor_hold_reason: str | None = Field(default=None, description="hold_reason sent with state 3")
     caller_id: str | None = Field(default=None, description="a sys_user sys_id for caller_id")
+    api_user: str | None = Field(
+        default=None,
+        description="the user_name of recoverlink's API user, so callbacks and polls of its own updates "
+        "are recognised as echoes; default: the basic auth username",
+    )
     states: dict[IncidentStatus, list[str]] = Field(
         default_factory=lambda: _states(
             new=["1"], in_progress=["2"], on_hold=["3"], resolved=["6"], closed=["7"], canceled=["8"]
@@ -100,6 +106,26 @@ class JiraConfig(_System):
         default_factory=lambda: _states(new=["new"], in_progress=["indeterminate"], resolved=["done"]),
         description="status category keys (new, indeterminate, done) or status names",
     )
+    api_user: str | None = Field(
+        default=None,
+        description="the accountId (Cloud) or user name (Data Center) of recoverlink's API user, so "
+        "webhooks of its own changes are recognised as echoes; default on Data Center: the basic "
+        "auth username",
+    )
+    jql_time_zone: str = Field(
+        default="UTC", description="the time zone of the API user's Jira profile, in which JQL reads dates"
+    )
+
+    @field_validator("jql_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)"
+            ) from exc
+        return value
 
 
 class RtConfig(_System):

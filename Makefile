@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= deploy/recoverlink.yaml
 
-.PHONY: run test lint format bench-ingest clean
+.PHONY: run test lint format bench-ingest bench-worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ format: $(VENV)/.installed-dev
 bench-ingest: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages wrk
 	$(BIN)/python bench/ingest.py
+
+bench-worker: $(VENV)/.installed-dev
+	$(BIN)/python bench/worker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

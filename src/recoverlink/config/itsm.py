@@ -135,6 +135,20 @@ class RtConfig(_System):
     custom_field: str = "CorrelationId"
     requestor: str | None = None
     monitor_status: str = "stalled"
+    api_user: str | None = Field(
+        default=None,
+        description="the RT user name recoverlink acts as, so callbacks and polls of its own changes are "
+        "recognised as echoes; default: the basic auth username",
+    )
+    ticketsql_time_zone: str = Field(
+        default="UTC",
+        description="the time zone RT reads TicketSQL dates in: the API user's time zone preference, "
+        "else RT's $Timezone (on Debian the system's)",
+    )
+    priorities: dict[str, int] = Field(
+        default_factory=lambda: {"P1": 100, "P2": 75, "P3": 50, "P4": 25, "P5": 0},
+        description="RT's numeric Priority (0 low .. 100 high) per recoverlink priority; others: the queue's",
+    )
     states: dict[IncidentStatus, list[str]] = Field(
         default_factory=lambda: _states(
             new=["new"],
@@ -144,6 +158,17 @@ class RtConfig(_System):
             canceled=["rejected", "deleted"],
         )
     )
+
+    @field_validator("ticketsql_time_zone")
+    @classmethod
+    def _known_ticketsql_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)"
+            ) from exc
+        return value
 
 
 class ItsmConfig(Strict):

@@ -43,6 +43,16 @@ class Recorded:
 Recorder = Callable[[Connection, datetime], Recorded]
 
 
+class Deferred(Exception):
+    """Raised by `perform` when the job cannot run yet (the incident it updates is not created
+    yet): the job is handed back for `seconds` without counting an attempt."""
+
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(why)
+        self.seconds = seconds
+        self.why = why
+
+
 class JobHandler(Protocol):
     """One job kind. `perform` does the remote work and raises `DependencyError` when it fails."""
 
@@ -134,6 +144,7 @@ class Worker:
         self._inflight = 0
         self._slots = threading.Condition()
         self._store_error: str | None = None
+        self._backlog = False
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -145,12 +156,12 @@ class Worker:
             with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="recoverlink-job") as pool:
                 while not stop.is_set():
                     self._run_maintenance()
-                    free = self._wait_for_slot(stop)
-                    jobs = self._claim(free) if free else []
+                    room = self._wait_for_room(stop)
+                    jobs = self._claim(room) if room else []
                     for job in jobs:
                         self._reserve()
                         pool.submit(self._run_and_release, job)
-                    if free and len(jobs) < free:
+                    if room and len(jobs) < room:
                         waiter.wait(self._idle_seconds(), stop)
         finally:
             waiter.close()
@@ -167,11 +178,16 @@ class Worker:
                 self.run_job(job)
                 ran += 1
 
-    def _wait_for_slot(self, stop: threading.Event) -> int:
+    def _wait_for_room(self, stop: threading.Event) -> int:
+        """How many jobs to claim: while a backlog lasts, up to one more round than the threads run
+        at once (they queue in the pool), so one claim serves several jobs instead of each finished
+        job costing a claim of its own. A queued job waits at most for one job ahead of it, well
+        inside its lease."""
+        concurrency = self.options.concurrency
         with self._slots:
-            while self._inflight >= self.options.concurrency and not stop.is_set():
+            while self._inflight > concurrency and not stop.is_set():
                 self._slots.wait(timeout=0.5)
-            return self.options.concurrency - self._inflight
+            return 2 * concurrency - self._inflight
 
     def _reserve(self) -> None:
         with self._slots:
@@ -202,7 +218,7 @@ class Worker:
     def _claim(self, limit: int) -> list[ClaimedJob]:
         now = self.clock()
         try:
-            if self.store.backend == "sqlite":
+            if self.store.backend == "sqlite" and not self._backlog:
                 # A read first: an idle SQLite worker must not take the write lock ten times a second.
                 with self.store.read() as conn:
                     if not outbox.has_due(conn, now):
@@ -213,6 +229,7 @@ class Worker:
             self._store_unavailable(exc)
             return []
         self._store_error = None
+        self._backlog = len(jobs) == limit  # a full claim: more are likely due, skip the look first
         return jobs
 
     def _store_unavailable(self, exc: StoreUnavailable) -> None:
@@ -253,6 +270,10 @@ class Worker:
             recorder = handler.perform(job, self.clock())
         except DependencyError as exc:
             self._fail(job, handler, _failure(exc))
+            return
+        except Deferred as waiting:
+            log.debug("job deferred", extra={"job_id": job.id, "kind": job.kind, "why": waiting.why})
+            self._defer(job, waiting.seconds)
             return
         self._finish(job, recorder)
 

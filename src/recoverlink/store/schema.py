@@ -138,6 +138,14 @@ recoveries = Table(
     Column("impact_sources", Json, nullable=False, server_default="[]"),
     Column("impact_context", Json, nullable=False, server_default="{}"),
     Column("impact", Json, nullable=False, server_default="{}"),
+    # The linked ITSM incident: the system chosen at opening, then what it answered once created.
+    Column("itsm_system", String(16), nullable=True),
+    Column("incident_id", String(255), nullable=True),
+    Column("incident_number", String(255), nullable=True),
+    Column("incident_url", Text(), nullable=True),
+    Column("incident_status", String(16), nullable=True),
+    # The highest change counter seen (ServiceNow sys_mod_count): an older callback changes nothing.
+    Column("incident_sequence", BigInteger(), nullable=True),
     Index(None, "state", "id"),
     Index(None, "team", "id"),
     Index(None, "owner", "id"),
@@ -151,6 +159,7 @@ recoveries = Table(
 
 # Written the same in the index and in the lookup, so SQLite's planner can use the partial index.
 STORM_PARENT_WHERE = text("storm AND open_key IS NOT NULL")
+Index("ix_recoveries_incident", recoveries.c.itsm_system, recoveries.c.incident_id)
 Index(
     "ix_recoveries_storm_parent_team",
     recoveries.c.team,
@@ -203,6 +212,8 @@ outbox_jobs = Table(
     Column("recovery_id", Id, ForeignKey("recoveries.id"), nullable=True),
     Column("payload", Json, nullable=False),
     Column("state", String(16), nullable=False),  # pending | running | done | dead | discarded
+    # Lower runs first among due jobs: creating an incident goes before updating others.
+    Column("priority", Integer(), nullable=False, server_default="5"),
     # When it may run next: for a running job, when its lease expires and it may be claimed again.
     Column("due_at", DateTime(), nullable=False),
     Column("attempts", Integer(), nullable=False, server_default="0"),
@@ -220,4 +231,29 @@ outbox_jobs = Table(
     Index(None, "state", "due_at"),
     Index(None, "recovery_id"),
     Index(None, "kind", "state"),
+)
+
+# Claiming scans due jobs in this order and stops at the limit, however large the backlog; the same
+# text is in the claim queries, so SQLite's planner can use the partial index.
+CLAIMABLE_WHERE = text("state IN ('pending', 'running')")
+Index(
+    "ix_outbox_jobs_claimable",
+    outbox_jobs.c.priority,
+    outbox_jobs.c.due_at,
+    outbox_jobs.c.id,
+    sqlite_where=CLAIMABLE_WHERE,
+    postgresql_where=CLAIMABLE_WHERE,
+)
+
+# Callbacks and poll results already applied, so a redelivered or re-polled change applies once.
+itsm_changes = Table(
+    "itsm_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("system", String(16), nullable=False),
+    Column("dedup_key", String(255), nullable=False),
+    Column("recovery_id", Id, ForeignKey("recoveries.id"), nullable=True),
+    Column("received_at", DateTime(), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    UniqueConstraint("system", "dedup_key"),
 )

@@ -23,6 +23,7 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages prometheus prometheus-alertmanager
+	scripts/ensure-request-tracker
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev

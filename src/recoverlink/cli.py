@@ -378,6 +378,46 @@ def recoveries_show(config_file: str | None, recovery_id: int, as_json: bool) ->
 
 
 @main.group()
+def itsm() -> None:
+    """The ITSM tools recoverlink opens incidents in."""
+
+
+@itsm.command("check")
+@config_option
+@click.option("--system", type=click.Choice(["servicenow", "jira", "rt"]), help="Only this system.")
+@reports_errors
+def itsm_check(config_file: str | None, system: str | None) -> None:
+    """Check credentials, permissions, the correlation field and the configured states or transitions
+    against each configured ITSM, and say exactly what is missing; exit 1 when something is."""
+    from recoverlink.adapters.itsm import build_itsm_adapters
+    from recoverlink.domain.errors import ItsmError
+
+    settings = _settings(config_file)
+    adapters = build_itsm_adapters(settings.config.itsm, dict(os.environ))
+    if system is not None:
+        if system not in adapters:
+            raise click.ClickException(f"itsm.{system} is not configured in {settings.config_path}")
+        adapters = {system: adapters[system]}
+    if not adapters:
+        click.echo("no ITSM is configured (itsm.servicenow, itsm.jira, itsm.rt): nothing to check")
+        return
+    failed = False
+    for name, adapter in adapters.items():
+        try:
+            findings = adapter.check()
+        except ItsmError as exc:
+            click.echo(f"FAIL  {name}: {exc}")
+            failed = True
+            continue
+        for finding in findings:
+            detail = f": {finding.detail}" if finding.detail else ""
+            click.echo(f"{'OK  ' if finding.ok else 'FAIL'}  {name}: {finding.what}{detail}")
+            failed = failed or not finding.ok
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
 def jobs() -> None:
     """The outbox: list jobs, show one, retry a dead one now, or discard one."""
 

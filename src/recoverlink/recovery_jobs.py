@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from recoverlink import itsm_plan
 from recoverlink.config.model import Config
 from recoverlink.domain.alerts import Alert
 from recoverlink.domain.enrichment import Enrichment
@@ -29,7 +30,7 @@ from recoverlink.store.outbox import NewJob
 IMPACT_LOOKUP = "impact.lookup"
 IMPACT_VERIFY = "impact.verify"
 FOLLOW_UP = "recovery.follow_up"
-JOB_KINDS = (IMPACT_LOOKUP, IMPACT_VERIFY, FOLLOW_UP)
+JOB_KINDS = (IMPACT_LOOKUP, IMPACT_VERIFY, FOLLOW_UP, *itsm_plan.ITSM_KINDS)
 FOLLOW_UP_WINDOWS: Mapping[str, timedelta] = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
 
 
@@ -37,6 +38,8 @@ FOLLOW_UP_WINDOWS: Mapping[str, timedelta] = {"24h": timedelta(hours=24), "48h":
 class JobPlan:
     """The config that decides when jobs run and how often they are tried."""
 
+    itsm_systems: frozenset[str] = frozenset()  # the configured ITSMs
+    itsm_default: str | None = None  # for services whose catalog entry names none
     lookup_every: timedelta = timedelta(minutes=1)
     verify_every: timedelta = timedelta(minutes=1)
     verify_timeout: timedelta = timedelta(hours=1)
@@ -44,10 +47,21 @@ class JobPlan:
 
     @classmethod
     def from_config(cls, config: Config) -> JobPlan:
-        impact = config.impact
+        impact, itsm = config.impact, config.itsm
         return cls(
-            impact.lookup_every, impact.verify_every, impact.verify_timeout, config.worker.max_attempts
+            itsm_systems=frozenset(itsm.configured()),
+            itsm_default=None if itsm.default == "none" else itsm.default,
+            lookup_every=impact.lookup_every,
+            verify_every=impact.verify_every,
+            verify_timeout=impact.verify_timeout,
+            max_attempts=config.worker.max_attempts,
         )
+
+    def itsm_for(self, catalog_system: str | None) -> str | None:
+        """The ITSM of a new recovery: its catalog entry's, else the default; None when that one is
+        not configured (the recovery is tracked without an incident)."""
+        system = catalog_system or self.itsm_default
+        return system if system in self.itsm_systems else None
 
 
 DEFAULT_PLAN = JobPlan()
@@ -111,8 +125,8 @@ def jobs_for_opening(
 
 
 def jobs_after_transition(row: Any, transition: Transition, plan: JobPlan) -> list[NewJob]:
-    """The jobs the milestones this transition stamped call for."""
-    jobs: list[NewJob] = []
+    """The jobs the milestones this transition stamped call for (ITSM ones: `itsm_plan`)."""
+    jobs: list[NewJob] = itsm_plan.jobs_after_transition(row, transition)
     cycle = transition.status.reopen_count
     at = transition.at
     if Milestone.FIX_DEPLOYED in transition.stamped:

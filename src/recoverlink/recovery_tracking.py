@@ -30,6 +30,8 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.rules import ResolutionPolicy, StormScope
+from recoverlink.itsm_jobs import draft_record
+from recoverlink.itsm_plan import incident_draft, open_job
 from recoverlink.recovery_jobs import (
     JobPlan,
     PendingWrites,
@@ -160,7 +162,10 @@ class _Tracker:
         self, decision: CorrelationDecision, alert: Alert, enrichment: Enrichment, episode: EpisodeToPlace
     ) -> int | None:
         closes = enrichment.resolution is ResolutionPolicy.CLOSE
-        status = new_recovery_status(self.now, itsm_configured=False, resolution_closes_incident=closes)
+        system = self.plan.itsm_for(enrichment.itsm.system)
+        status = new_recovery_status(
+            self.now, itsm_configured=system is not None, resolution_closes_incident=closes
+        )
         owner = self._owner_at_opening(status, enrichment)
         if owner is not None:
             status = owner.status
@@ -179,11 +184,15 @@ class _Tracker:
             storm=decision.becomes_storm_parent,
             impact_sources=enrichment.impact_sources,
             impact_context=context,
+            itsm_system=system,
         )
         recovery_id = store.open_recovery(self.conn, new, status, self.now)
         if recovery_id is None:
             return None
         self.pending.jobs.extend(jobs_for_opening(recovery_id, enrichment.impact_sources, context, self.now))
+        if system is not None:
+            draft = incident_draft(recovery_id, title, alert, enrichment)
+            self.pending.jobs.append(open_job(recovery_id, system, draft_record(draft), self.now))
         details = {"correlation_key": episode.correlation_key, "linked_to": decision.linked_to}
         self._audit(recovery_id, "opened", {**details, "reason": decision.reason}, RecoveryState.OPENED)
         if owner is not None:

@@ -28,6 +28,7 @@ from recoverlink.domain.enrichment import MissReason
 from recoverlink.domain.recovery_state import Milestone, RecoveryEventKind, RecoveryState, Transition
 
 NOTIFICATION_OUTCOMES = ("accepted", "duplicate", "rejected", "unauthorized", "unavailable")
+ITSM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Recovery latencies: 1 s to 24 h (DESIGN.md, Metric names).
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
@@ -174,6 +175,26 @@ class Metrics:
             ["team", "window"],
             registry=registry,
         )
+        self.time_to_incident = Histogram(
+            "recoverlink_recovery_time_to_incident_seconds",
+            "From a recovery opening to its linked incident existing in the ITSM.",
+            ["team", "priority", "itsm"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.itsm_requests = Counter(
+            "recoverlink_itsm_requests_total",
+            "Calls to the ITSM tool by operation and outcome (success or the failure's reason).",
+            ["itsm", "operation", "outcome"],
+            registry=registry,
+        )
+        self.itsm_request_duration = Histogram(
+            "recoverlink_itsm_request_duration_seconds",
+            "How long calls to the ITSM tool took.",
+            ["itsm", "operation"],
+            buckets=ITSM_BUCKETS,
+            registry=registry,
+        )
         self.alerts_marked_stale = Counter(
             "recoverlink_alerts_marked_stale_total",
             "Firing alert episodes marked stale: not re-sent by Alertmanager for their stale_after.",
@@ -209,6 +230,9 @@ class Metrics:
                 histogram.labels(**latency).observe(_seconds(milestones[start], transition.at))
         opened_at = milestones.get(Milestone.OPENED)
         elapsed = _seconds(opened_at, transition.at) if opened_at else None
+        if Milestone.INCIDENT_LINKED in transition.stamped and elapsed is not None:
+            itsm = transition.evidence.get("system") or UNKNOWN
+            self.time_to_incident.labels(**latency, itsm=itsm).observe(elapsed)
         if Milestone.OWNER_KNOWN in transition.stamped and elapsed is not None:
             self.owner_known(transition.status.owner, priority, elapsed)
         elif transition.kind is RecoveryEventKind.OWNER_KNOWN and transition.changed:
@@ -235,6 +259,11 @@ class Metrics:
 
     def owner_known(self, team: str | None, priority: str | None, seconds: float) -> None:
         self.time_to_ownership.labels(self.bounds.team(team), self.bounds.priority(priority)).observe(seconds)
+
+    def itsm_called(self, itsm: str, operation: str, outcome: str, seconds: float) -> None:
+        """One call to the ITSM: `outcome` is `success` or the failure's bounded reason."""
+        self.itsm_requests.labels(itsm=itsm, operation=operation, outcome=outcome).inc()
+        self.itsm_request_duration.labels(itsm=itsm, operation=operation).observe(seconds)
 
     def reload_succeeded(self, at_seconds: float) -> None:
         self.config_last_reload_successful.set(1)

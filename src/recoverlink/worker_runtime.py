@@ -19,9 +19,14 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 
 from recoverlink.adapters.impact import build_impact_sources
+from recoverlink.adapters.itsm import build_itsm_adapters
 from recoverlink.config.loader import Settings
+from recoverlink.domain.itsm import ItsmAdapter
 from recoverlink.follow_up_jobs import FollowUp
 from recoverlink.impact_jobs import ImpactJobs, ImpactLookup, ImpactVerify
+from recoverlink.itsm_changes import Reconciler, change_rules
+from recoverlink.itsm_jobs import ItsmJobs, OpenIncident, ReopenIncident, ResolveIncident, UpdateIncident
+from recoverlink.itsm_plan import ITSM_NOTE, ITSM_OPEN, ITSM_REOPEN, ITSM_RESOLVE
 from recoverlink.recovery_jobs import FOLLOW_UP, IMPACT_LOOKUP, IMPACT_VERIFY, JobPlan
 from recoverlink.reload import ConfigFollower, LiveEnrichment, load_from_disk
 from recoverlink.stale_episodes import stale_sweep
@@ -38,11 +43,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def job_handlers(settings: Settings, metrics: Metrics, environ: Mapping[str, str]) -> dict[str, JobHandler]:
+def job_handlers(
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    environ: Mapping[str, str],
+    itsm: Mapping[str, ItsmAdapter],
+) -> dict[str, JobHandler]:
     """The handler of every job kind recoverlink enqueues."""
-    sources = build_impact_sources(settings.config.impact, environ)
-    jobs = ImpactJobs(sources, JobPlan.from_config(settings.config), metrics)
-    return {IMPACT_LOOKUP: ImpactLookup(jobs), IMPACT_VERIFY: ImpactVerify(jobs), FOLLOW_UP: FollowUp(jobs)}
+    plan = JobPlan.from_config(settings.config)
+    jobs = ImpactJobs(build_impact_sources(settings.config.impact, environ), plan, metrics)
+    incidents = ItsmJobs(itsm, store, plan, metrics)
+    return {
+        IMPACT_LOOKUP: ImpactLookup(jobs),
+        IMPACT_VERIFY: ImpactVerify(jobs),
+        FOLLOW_UP: FollowUp(jobs),
+        ITSM_OPEN: OpenIncident(incidents),
+        ITSM_NOTE: UpdateIncident(incidents),
+        ITSM_RESOLVE: ResolveIncident(incidents),
+        ITSM_REOPEN: ReopenIncident(incidents),
+    }
 
 
 def build_worker(
@@ -55,15 +75,25 @@ def build_worker(
     clock: Callable[[], datetime] = utc_now,
     name: str | None = None,
 ) -> Worker:
+    config = settings.config
     sweep = stale_sweep(store, lambda: live.current.enricher.ruleset, metrics, clock)
+    itsm = build_itsm_adapters(config.itsm, environ)
+    maintenance = [(STALE_SWEEP_SECONDS, sweep)]
+    if itsm:
+        every = config.itsm.poll_every
+        rules = change_rules(config.itsm, live)
+        reconciler = Reconciler(
+            store, itsm, rules, JobPlan.from_config(config), metrics, clock=clock, every=every
+        )
+        maintenance.append((every.total_seconds(), reconciler.poll))
     return Worker(
         store,
-        job_handlers(settings, metrics, environ),
-        WorkerOptions.from_config(settings.config.worker),
+        job_handlers(settings, store, metrics, environ, itsm),
+        WorkerOptions.from_config(config.worker),
         metrics,
         clock=clock,
         name=name or f"{socket.gethostname()}:{os.getpid()}",
-        maintenance=[(STALE_SWEEP_SECONDS, sweep)],
+        maintenance=maintenance,
     )
 
 

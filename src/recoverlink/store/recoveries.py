@@ -13,7 +13,13 @@ from recoverlink.domain.correlation import Candidates, RecoveryCandidate
 from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
 from recoverlink.domain.rules import StormScope
 from recoverlink.store.common import from_db_time, to_db_time, upsert
-from recoverlink.store.schema import STORM_PARENT_WHERE, alerts, audit_events, recoveries, recovery_alerts
+from recoverlink.store.schema import (
+    STORM_PARENT_WHERE,
+    alerts,
+    audit_events,
+    recoveries,
+    recovery_alerts,
+)
 
 # A recovery collects new alerts until its fix is deployed; a later re-fire reopens it (inside the
 # reopen window) or opens a new, linked recovery.
@@ -45,6 +51,7 @@ class NewRecovery:
     storm: bool
     impact_sources: tuple[str, ...] = ()
     impact_context: Mapping[str, Any] = field(default_factory=dict)
+    itsm_system: str | None = None  # the ITSM that gets its incident; None: tracked without one
 
 
 def milestones_record(milestones: Mapping[Milestone, datetime]) -> dict[str, str]:
@@ -89,7 +96,7 @@ _OPEN_COLUMNS = [
     "opened_at", "state_changed_at", "updated_at", "milestones", "owner", "escalation_bounces",
     "reopen_count", "incident_resolved", "incident_closed", "itsm_configured", "resolution_policy",
     "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms", "impact_sources",
-    "impact_context", "impact",
+    "impact_context", "impact", "itsm_system",
 ]  # fmt: skip
 _OPEN = upsert(recoveries, _OPEN_COLUMNS, ["open_key"], returning=["id"])
 
@@ -117,6 +124,7 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "impact_sources": list(new.impact_sources),
         "impact_context": dict(new.impact_context),
         "impact": {},
+        "itsm_system": new.itsm_system,
     }
     row = conn.execute(_OPEN, values).one_or_none()
     return int(row.id) if row else None

@@ -8,7 +8,7 @@ index range scan whatever the depth, and a recovery opened meanwhile never shift
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,13 +17,14 @@ from sqlalchemy import Connection, func, select, update
 from recoverlink.domain.alerts import AlertStatus
 from recoverlink.domain.impact import impact_summary
 from recoverlink.store.common import from_db_time, to_db_time
-from recoverlink.store.schema import alerts, audit_events, recoveries, recovery_alerts
+from recoverlink.store.schema import alerts, audit_events, outbox_jobs, recoveries, recovery_alerts
 
 # The columns of the recoveries table a list item shows; the row itself stays in the store.
 _SUMMARY_COLUMNS = (
     "id", "title", "state", "service", "team", "owner", "priority", "correlation_key", "opened_at",
     "state_changed_at", "milestones", "reopen_count", "escalation_bounces", "storm", "storm_episodes",
-    "symptoms", "linked_to", "workaround", "public_message", "impact_sources", "impact",
+    "symptoms", "linked_to", "workaround", "public_message", "impact_sources", "impact", "itsm_system",
+    "incident_id", "incident_number", "incident_url", "incident_status",
 )  # fmt: skip
 
 
@@ -64,6 +65,7 @@ class RecoverySummary:
     workaround: str | None
     public_message: str | None
     impact: Mapping[str, Any] = field(default_factory=dict)  # impact_summary() of its sources
+    incident: Mapping[str, Any] | None = None  # the linked ITSM incident; status "pending" until created
     alerts_firing: int = 0
     alerts_resolved: int = 0
 
@@ -177,9 +179,35 @@ def _summary(row: Any, counts: Mapping[str, int]) -> RecoverySummary:
         workaround=row.workaround,
         public_message=row.public_message,
         impact=impact_summary(row.impact_sources or [], row.impact or {}),
+        incident=_incident(row),
         alerts_firing=counts.get(AlertStatus.FIRING.value, 0),
         alerts_resolved=counts.get(AlertStatus.RESOLVED.value, 0),
     )
+
+
+def _incident(row: Any) -> dict[str, Any] | None:
+    if not row.itsm_system:
+        return None
+    if row.incident_id is None:
+        return {"system": row.itsm_system, "status": "pending"}
+    return {
+        "system": row.itsm_system,
+        "id": row.incident_id,
+        "number": row.incident_number,
+        "url": row.incident_url,
+        "status": row.incident_status or "unknown",
+    }
+
+
+def _pending_incident(conn: Connection, recovery_id: int, incident: Mapping[str, Any]) -> dict[str, Any]:
+    """A pending incident, with why its creation has not succeeded yet (the open job's last error)."""
+    query = select(outbox_jobs.c.state, outbox_jobs.c.last_error, outbox_jobs.c.attempts).where(
+        outbox_jobs.c.recovery_id == recovery_id, outbox_jobs.c.kind == "itsm.open_incident"
+    )
+    job = conn.execute(query).first()
+    if job is None:
+        return dict(incident)
+    return {**incident, "job_state": job.state, "attempts": job.attempts, "last_error": job.last_error}
 
 
 def load_recovery(
@@ -202,8 +230,11 @@ def load_recovery(
     if attached:
         first = select(alerts.c.enrichment).where(alerts.c.id == attached[0].id)
         enrichment = conn.execute(first).scalar_one_or_none()
+    summary = _summary(row, counts)
+    if summary.incident is not None and summary.incident["status"] == "pending":
+        summary = replace(summary, incident=_pending_incident(conn, recovery_id, summary.incident))
     return RecoveryDetail(
-        summary=_summary(row, counts),
+        summary=summary,
         alerts=attached,
         enrichment=enrichment,
         timeline=audit_timeline(conn, recovery_id),
@@ -312,6 +343,7 @@ def summary_record(summary: RecoverySummary) -> dict[str, Any]:
         "workaround": summary.workaround,
         "public_message": summary.public_message,
         "impact": dict(summary.impact),
+        "incident": dict(summary.incident) if summary.incident is not None else None,
         "alert_counts": {"firing": summary.alerts_firing, "resolved": summary.alerts_resolved},
     }
 
@@ -319,7 +351,8 @@ def summary_record(summary: RecoverySummary) -> dict[str, Any]:
 def detail_record(detail: RecoveryDetail) -> dict[str, Any]:
     """The JSON form of one recovery (`GET /api/v1/recoveries/<id>`, `recoverlink recoveries show --json`).
 
-    `incident` stays null until an ITSM adapter links one.
+    `incident` is null for a recovery without an ITSM, `{"system", "status": "pending", ...}` until
+    the incident exists.
     """
     alert_items = [
         {
@@ -352,6 +385,5 @@ def detail_record(detail: RecoveryDetail) -> dict[str, Any]:
         **summary_record(detail.summary),
         "alerts": alert_items,
         "enrichment": enrichment,
-        "incident": None,
         "timeline": timeline,
     }

@@ -11,19 +11,23 @@ from datetime import UTC, datetime
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 
+from recoverlink.adapters.itsm import build_itsm_adapters
 from recoverlink.config.enrichment_loader import LoadedEnrichment, load_enrichment
+from recoverlink.config.itsm import ItsmConfig
 from recoverlink.config.loader import Settings
 from recoverlink.config.model import WebhookAuth
 from recoverlink.config.secrets import read_secret
+from recoverlink.domain.itsm import ItsmAdapter
+from recoverlink.itsm_changes import change_rules
 from recoverlink.logs import request_id
 from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import ConfigFollower, LiveEnrichment
 from recoverlink.store.engine import Store, StoreOptions, open_store
 from recoverlink.telemetry import Metrics
-from recoverlink.web import api, jobs_api, ops, recoveries_api, webhook
+from recoverlink.web import api, itsm_callbacks, jobs_api, ops, recoveries_api, webhook
 from recoverlink.web.credentials import WebhookCredentials
 from recoverlink.web.errors import register_error_handlers
-from recoverlink.web.runtime import EXTENSION, Runtime
+from recoverlink.web.runtime import EXTENSION, ItsmRuntime, Runtime
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -41,8 +45,10 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     enrichment: LoadedEnrichment | None = None,
     follow_config: bool = False,
+    itsm_adapters: Mapping[str, ItsmAdapter] | None = None,
 ) -> Flask:
-    """Build the app for `settings`; tests pass their own store, registry, clock and enrichment.
+    """Build the app for `settings`; tests pass their own store, registry, clock, enrichment and
+    ITSM adapters.
 
     `follow_config` starts the thread that follows config reloads announced by other processes.
     """
@@ -62,15 +68,33 @@ def create_app(
         clock=clock,
         jobs=JobPlan.from_config(config),
     )
+    rt.itsm = itsm_runtime(config.itsm, environ or os.environ, rt.enrichment, itsm_adapters)
     rt.metrics.reload_succeeded(clock().timestamp())
     if follow_config:
         ConfigFollower(settings.config_path, rt.enrichment, rt.store, rt.metrics, clock=clock).start()
     app.extensions[EXTENSION] = rt
-    for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp, jobs_api.bp):
+    for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp, jobs_api.bp, itsm_callbacks.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     _instrument(app, rt)
     return app
+
+
+def itsm_runtime(
+    config: ItsmConfig,
+    environ: Mapping[str, str],
+    live: LiveEnrichment,
+    adapters: Mapping[str, ItsmAdapter] | None = None,
+) -> ItsmRuntime:
+    """Adapters of the configured ITSMs (for reading callbacks) and their callback secrets."""
+    secrets = {}
+    for name in config.configured():
+        system = config.system(name)
+        if system is not None and system.callback_secret is not None:
+            secrets[name] = read_secret(system.callback_secret, environ, f"itsm.{name}.callback_secret")
+    if adapters is None:
+        adapters = build_itsm_adapters(config, environ)
+    return ItsmRuntime(adapters, secrets, change_rules(config, live))
 
 
 def webhook_credentials(auth: WebhookAuth, environ: Mapping[str, str]) -> WebhookCredentials:

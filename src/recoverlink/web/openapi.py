@@ -12,6 +12,7 @@ from typing import Any
 
 from recoverlink import __version__
 from recoverlink.domain.alerts import AlertFlag
+from recoverlink.domain.itsm import IncidentStatus
 from recoverlink.domain.outbox import JobState
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import Milestone, RecoveryState
@@ -124,6 +125,7 @@ def _recovery() -> Schema:
             "workaround": nullable(STRING),
             "public_message": nullable(STRING),
             "impact": _impact(),
+            "incident": nullable(_incident()),
             "alert_counts": obj({"firing": INT, "resolved": INT}),
         }
     )
@@ -146,6 +148,21 @@ def _impact() -> Schema:
                 "additionalProperties": {"type": "object"},
             },
         }
+    )
+
+
+def _incident() -> Schema:
+    statuses = ["pending", "unknown", *(s.value for s in IncidentStatus)]
+    return obj(
+        {
+            "system": {"type": "string", "enum": ["servicenow", "jira", "rt"]},
+            "status": {"type": "string", "enum": statuses, "description": "pending until it is created"},
+            "id": STRING,
+            "number": {**STRING, "description": "INC0010002, OPS-154, 12"},
+            "url": nullable(STRING),
+            "last_error": nullable({**STRING, "description": "pending: why creating it has not worked yet"}),
+        },
+        optional=("id", "number", "url", "last_error"),
     )
 
 
@@ -202,7 +219,6 @@ def _recovery_detail() -> Schema:
         {
             "alerts": array(alert),
             "enrichment": nullable(ref("Enrichment")),
-            "incident": nullable({"type": "object", "description": "the linked ITSM incident (not yet)"}),
             "timeline": array(audit),
         }
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
 
 from recoverlink.config.loader import Settings
 from recoverlink.domain.alerts import AlertPolicy
+from recoverlink.domain.itsm import ItsmAdapter
+from recoverlink.itsm_changes import ChangeRules
 from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import LiveEnrichment
 from recoverlink.store.engine import Store
@@ -17,6 +19,15 @@ from recoverlink.telemetry import Metrics
 from recoverlink.web.credentials import WebhookCredentials
 
 EXTENSION = "recoverlink"
+
+
+@dataclass
+class ItsmRuntime:
+    """The ITSM side of a web process: adapters (to read callbacks), their secrets, what decides."""
+
+    adapters: Mapping[str, ItsmAdapter] = field(default_factory=dict)
+    callback_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    rules: Callable[[], ChangeRules] = ChangeRules
 
 
 @dataclass
@@ -29,6 +40,7 @@ class Runtime:
     enrichment: LiveEnrichment
     clock: Callable[[], datetime]
     jobs: JobPlan
+    itsm: ItsmRuntime = field(default_factory=ItsmRuntime)
 
 
 def runtime() -> Runtime:

@@ -35,6 +35,7 @@ from recoverlink.adapters.itsm.servicenow_records import (
     record_change,
     status_of,
     text,
+    to_the_second,
 )
 from recoverlink.config.itsm import ServiceNowConfig
 from recoverlink.domain.errors import DependencyError, ItsmError
@@ -196,7 +197,7 @@ class ServiceNowAdapter:
             "sysparm_exclude_reference_link": "true",
             "sysparm_no_count": "true",
         }
-        not_before = parse_time(format_time(since))
+        not_before = to_the_second(since)
         changes: list[IncidentChange] = []
         for page in range(MAX_PAGES):
             rows = self._rows(self.get(self.table_url, {**params, "sysparm_offset": str(page * PAGE_SIZE)}))
@@ -272,10 +273,11 @@ class ServiceNowAdapter:
         return values[0] if values else fallback
 
 
-def _is_recent_and_ours(row: Mapping[str, Any], not_before: datetime | None) -> bool:
-    updated = parse_time(row.get("sys_updated_on") if isinstance(row.get("sys_updated_on"), str) else None)
-    recent = not_before is None or (updated is not None and updated >= not_before)
-    return recent and is_ours(row)
+def _is_recent_and_ours(row: Mapping[str, Any], not_before: datetime) -> bool:
+    """Checked again on the answer: a query part the instance dropped would let others through."""
+    stamp = row.get("sys_updated_on")
+    updated = parse_time(stamp if isinstance(stamp, str) else None)
+    return updated is not None and updated >= not_before and is_ours(row)
 
 
 def _query_value(caller: Caller, value: str) -> str:

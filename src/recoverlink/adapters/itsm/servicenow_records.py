@@ -65,10 +65,15 @@ def status_of(raw: str, states: Mapping[IncidentStatus, list[str]]) -> IncidentS
     return next((status for status, values in states.items() if raw in values), None)
 
 
-def format_time(moment: datetime) -> str:
-    """A moment as an encoded query compares it: UTC, to the second (a naive time is taken as UTC)."""
+def to_the_second(moment: datetime) -> datetime:
+    """A moment in UTC without its fraction, as ServiceNow keeps times (a naive time is taken as UTC)."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime(TIME_FORMAT)
+    return aware.astimezone(UTC).replace(microsecond=0)
+
+
+def format_time(moment: datetime) -> str:
+    """A moment as an encoded query compares it: plain text is read as UTC [3rd]."""
+    return to_the_second(moment).strftime(TIME_FORMAT)
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -29,7 +29,9 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import benchlib
 
@@ -39,9 +41,10 @@ sys.path.insert(0, str(REPO))  # tests.support.rt starts the RT, as it does for 
 from tests.support.rt import RequestTracker, request_tracker_problem, running_request_tracker  # noqa: E402
 
 from recoverlink.adapters.itsm.rt import RtAdapter  # noqa: E402
-from recoverlink.domain.itsm import IncidentDraft, IncidentLink  # noqa: E402
+from recoverlink.domain.itsm import IncidentDraft  # noqa: E402
 from recoverlink.domain.rules import ResolutionPolicy  # noqa: E402
 
+T = TypeVar("T")
 # name, REST2 calls per operation
 OPERATIONS = (("find", 1), ("create", 2), ("add_note", 1), ("read", 1), ("resolve", 3))
 
@@ -52,10 +55,11 @@ class Samples:
 
     by_operation: dict[str, list[float]]
 
-    def time(self, name: str, call: Callable[[], object]) -> None:
+    def time(self, name: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
-        call()
+        result = call()
         self.by_operation.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        return result
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -76,20 +80,16 @@ def draft(run: str, index: int) -> IncidentDraft:
 def run_operations(adapter: RtAdapter, count: int, run: str, samples: Samples | None) -> None:
     """`count` of each operation, on `count` new tickets; timed into `samples` unless None."""
     record = samples or Samples({})
-    links: list[IncidentLink] = []
     drafts = [draft(run, i) for i in range(count)]
+    links = [record.time("create", partial(adapter.create_incident, one)) for one in drafts]
     for one in drafts:
-        record.time("create", lambda one=one: links.append(adapter.create_incident(one)))
-    for one in drafts:
-        record.time("find", lambda one=one: adapter.find_incident(one.correlation_id))
+        record.time("find", partial(adapter.find_incident, one.correlation_id))
     for link in links:
-        record.time("add_note", lambda link=link: adapter.add_note(link, "impact: 40 failed checkouts/min"))
+        record.time("add_note", partial(adapter.add_note, link, "impact: 40 failed checkouts/min"))
     for link in links:
-        record.time("read", lambda link=link: adapter.read_incident(link))
+        record.time("read", partial(adapter.read_incident, link))
     for link in links:
-        record.time(
-            "resolve", lambda link=link: adapter.resolve_incident(link, ResolutionPolicy.CLOSE, "verified")
-        )
+        record.time("resolve", partial(adapter.resolve_incident, link, ResolutionPolicy.CLOSE, "verified"))
 
 
 def table(samples: Samples) -> str:

@@ -140,7 +140,7 @@ def test_create_leaves_an_unknown_priority_to_the_queue(remote: responses.Reques
     remote.post(f"{API}/ticket", status=201, json={"id": "12"})
     remote.get(f"{API}/ticket/12", json=ticket("new"))
     adapter().create_incident(IncidentDraft(CORRELATION, "t", "d", "unknown"))
-    sent = json.loads(remote.calls[0].request.body)
+    sent = json.loads(remote.calls[0].request.body or "")
     assert "Priority" not in sent
     assert sent["Queue"] == "Incidents"
     assert "Requestor" not in sent

@@ -11,9 +11,9 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-import requests
 
 from recoverlink.adapters.itsm.rt import RtAdapter
 from recoverlink.domain.errors import ItsmError
@@ -56,7 +56,7 @@ def correlations_of(ticket: dict[str, Any]) -> list[str]:
 
 def tickets_with(rt: RequestTracker, correlation: str) -> list[str]:
     query = f"'CF.{{{CUSTOM_FIELD}}}' LIKE '{correlation}'"
-    found = as_person(rt, "GET", f"/tickets?query={requests.utils.quote(query)}&fields=CustomFields")
+    found = as_person(rt, "GET", f"/tickets?query={quote(query)}&fields=CustomFields")
     return [i["id"] for i in found["items"] if correlation in correlations_of(i)]
 
 

@@ -299,6 +299,12 @@ def test_a_timeout_is_retried(remote: responses.RequestsMock) -> None:
     assert "within 2 s" in str(error)
 
 
+def test_a_link_that_names_no_ticket_is_refused_before_any_call(remote: responses.RequestsMock) -> None:
+    error = failure(lambda: adapter().add_note(IncidentLink("rt", "12/../../rt", "12"), "x"))
+    assert (error.reason, error.retryable) == ("bad_request", False)
+    assert not remote.calls
+
+
 def test_check_stops_at_rejected_credentials(remote: responses.RequestsMock) -> None:
     remote.get(f"{API}/rt", status=401, json={"message": "Unauthorized"})
     [finding] = adapter().check()

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import requests
@@ -113,7 +112,7 @@ class RtAdapter:
 
     def add_note(self, link: IncidentLink, note: str) -> None:
         body = {"Content": note, "ContentType": "text/plain"}
-        self.expect(self.call("POST", f"/ticket/{quote(link.id)}/comment", json_body=body), 201)
+        self.expect(self.call("POST", f"{_ticket_path(link.id)}/comment", json_body=body), 201)
 
     def resolve_incident(self, link: IncidentLink, policy: ResolutionPolicy, note: str) -> IncidentStatus:
         self.add_note(link, note)
@@ -218,12 +217,12 @@ class RtAdapter:
         found = self.expect(self.call("GET", "/tickets", params=params), 200)
         if not isinstance(found, dict) or not isinstance(found.get("items"), list):
             raise self.bad_answer("the ticket search answered no item list")
-        if not all(isinstance(item, dict) and "id" in item for item in found["items"]):
-            raise self.bad_answer("the ticket search answered an item without an id")
+        if not all(isinstance(item, dict) and str(item.get("id")).isdigit() for item in found["items"]):
+            raise self.bad_answer("the ticket search answered an item without a ticket id")
         return found
 
     def ticket(self, ticket_id: str) -> dict[str, Any]:
-        answer = self.call("GET", f"/ticket/{quote(ticket_id)}")
+        answer = self.call("GET", _ticket_path(ticket_id))
         document = self.expect(answer, 200)
         if not isinstance(document, dict) or not isinstance(document.get("Status"), str):
             raise self.bad_answer(f"ticket {ticket_id} has no Status")
@@ -277,7 +276,7 @@ class RtAdapter:
 
     def _move(self, link: IncidentLink, status: str) -> IncidentStatus | None:
         """Set the status and read it back (a refused change is still a 200 from REST2)."""
-        answer = self.call("PUT", f"/ticket/{quote(link.id)}", json_body={"Status": status})
+        answer = self.call("PUT", _ticket_path(link.id), json_body={"Status": status})
         said = self.expect(answer, 200)
         ticket = self.ticket(link.id)
         if str(ticket["Status"]).casefold() != status.casefold():
@@ -334,6 +333,15 @@ class RtAdapter:
     def bad_answer(self, what: str) -> ItsmError:
         """An answer of the wrong shape: like a page that is not JSON, worth another try later."""
         return ItsmError(f"{SYSTEM}: {what}", retryable=True, reason="bad_response")
+
+
+def _ticket_path(ticket_id: str) -> str:
+    """`/ticket/<id>`, for a link that names an RT ticket (digits only: nothing else in the path)."""
+    if not (ticket_id.isascii() and ticket_id.isdigit()):
+        raise ItsmError(
+            f"{SYSTEM}: {ticket_id!r} is not an RT ticket id", retryable=False, reason="bad_request"
+        )
+    return f"/ticket/{ticket_id}"
 
 
 def _rt_message(answer: Answer) -> str | None:

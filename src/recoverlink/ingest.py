@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -29,6 +29,8 @@ from recoverlink.recovery_jobs import DEFAULT_PLAN, JobPlan
 from recoverlink.recovery_tracking import TrackingOutcome, track_recoveries
 from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
+
+TOUCH_EVERY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def ingest_webhook(
     cache = _Enrichments(enricher, enrichments)
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
-        decisions, ids = _apply_episodes(conn, notification, recorded.id, now, cache)
+        decisions, ids = _apply_episodes(conn, notification, recorded, now, cache)
         tracked = track_recoveries(
             conn,
             decisions,
@@ -102,13 +104,14 @@ class _Enrichments:
 def _apply_episodes(
     conn: Connection,
     notification: Notification,
-    notification_id: int,
+    recorded: alert_store.RecordedNotification,
     now: datetime,
     enrichments: _Enrichments,
 ) -> tuple[list[EpisodeDecision], dict[tuple[str, datetime], int]]:
     """Decide each alert against the stored episode and write the change; re-decide lost races.
 
     Returns the final decisions and the row id of every episode in the notification."""
+    notification_id = recorded.id
     keys = [a.episode_key for a in notification.alerts]
     stored = alert_store.load_episodes(conn, keys)
     decisions = decide_episodes(notification.alerts, stored.states)
@@ -123,6 +126,11 @@ def _apply_episodes(
         ids = {**stored.ids, **inserted}
     final: list[EpisodeDecision] = []
     touches = []
+    # A copy of a notification stored moments ago (the HA pair's second member, a retry) carries
+    # exactly what is stored: only last_seen_at would move, and stale detection works in hours.
+    fresh = {
+        key for key, seen in stored.last_seen.items() if recorded.is_duplicate and now - seen < TOUCH_EVERY
+    }
     for decided in decisions:
         decision = decided
         if decision.change is EpisodeChange.RESOLVE and not alert_store.resolve_episode(
@@ -130,7 +138,7 @@ def _apply_episodes(
         ):
             # Another delivery resolved it between our read and our write.
             decision = EpisodeDecision(decision.alert, EpisodeChange.TOUCH, DeliveryResult.DUPLICATE)
-        if decision.change is EpisodeChange.TOUCH:
+        if decision.change is EpisodeChange.TOUCH and decision.alert.episode_key not in fresh:
             touches.append(decision.alert)
         final.append(decision)
     alert_store.touch_episodes(conn, touches, now)

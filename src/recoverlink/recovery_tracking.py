@@ -52,6 +52,14 @@ ROLE = {
 }
 
 
+# Outcomes after which the recovery collects alerts under the episode's own correlation key.
+_COLLECTS_UNDER_ITS_KEY = (
+    CorrelationOutcome.ATTACHED,
+    CorrelationOutcome.OPENED,
+    CorrelationOutcome.REOPENED,
+)
+
+
 @dataclass(frozen=True)
 class OpenedRecovery:
     """Labels of `recoverlink_recoveries_opened_total` / `_reopened_total`."""
@@ -97,6 +105,7 @@ def track_recoveries(
         if decision.change is EpisodeChange.INSERT:
             alert = decision.alert
             tracker.place(alert, ids[alert.episode_key], enrichment_of(alert))
+    store.attach_alerts(conn, tracker.attachments, now)
     resolved = {ids[d.alert.episode_key] for d in changed if d.alert.status is AlertStatus.RESOLVED}
     touched = {store.recovery_of_alert(conn, alert_id) for alert_id in resolved}
     for recovery_id in sorted(r for r in touched if r is not None):
@@ -115,9 +124,18 @@ class _Tracker:
     plan: JobPlan
     outcome: TrackingOutcome = field(default_factory=TrackingOutcome)
     pending: PendingWrites = field(default_factory=PendingWrites)
+    attachments: list[store.Attachment] = field(default_factory=list)
+    # correlation key -> the collecting recovery an earlier episode of this delivery joined or opened:
+    # the next episodes of the group join it without asking the store again.
+    collecting: dict[str, int] = field(default_factory=dict)
 
     def place(self, alert: Alert, alert_id: int, enrichment: Enrichment) -> None:
         episode = _episode(alert, enrichment, self.group_key)
+        joined = self.collecting.get(episode.correlation_key)
+        if joined is not None:
+            self.attachments.append(store.Attachment(joined, alert_id, ROLE[CorrelationOutcome.ATTACHED]))
+            self.outcome.placements[CorrelationOutcome.ATTACHED] += 1
+            return
         storm = episode.storm
         scope = None
         if storm is not None:
@@ -128,7 +146,9 @@ class _Tracker:
         )
         decision = correlate(episode, candidates)
         recovery_id = self._apply(decision, alert, enrichment, episode)
-        store.attach_alert(self.conn, recovery_id, alert_id, ROLE[decision.outcome], self.now)
+        self.attachments.append(store.Attachment(recovery_id, alert_id, ROLE[decision.outcome]))
+        if decision.outcome in _COLLECTS_UNDER_ITS_KEY:
+            self.collecting[episode.correlation_key] = recovery_id
         self.outcome.placements[decision.outcome] += 1
         if decision.outcome is CorrelationOutcome.STORM:
             self.outcome.storm_joins.append(episode.team)

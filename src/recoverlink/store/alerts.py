@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from recoverlink.domain.alerts import (
     Notification,
     StoredEpisode,
 )
-from recoverlink.store.common import from_db_time, to_db_time, upsert
+from recoverlink.store.common import from_db_time, to_db_time, upsert, upsert_rows
 from recoverlink.store.schema import Json, alerts, notifications
 
 EpisodeKey = tuple[str, datetime]
@@ -75,11 +75,12 @@ class StoredEpisodes:
 
     states: dict[EpisodeKey, StoredEpisode]
     ids: dict[EpisodeKey, int]
+    last_seen: dict[EpisodeKey, datetime] = field(default_factory=dict)
 
 
-_LOAD_EPISODES = select(alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status).where(
-    alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True))
-)
+_LOAD_EPISODES = select(
+    alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_seen_at
+).where(alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
 
 
 def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> StoredEpisodes:
@@ -94,14 +95,17 @@ def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> StoredEpisode
             key = (row.fingerprint, from_db_time(row.starts_at))
             found.states[key] = StoredEpisode(row.fingerprint, key[1], AlertStatus(row.status))
             found.ids[key] = int(row.id)
+            found.last_seen[key] = from_db_time(row.last_seen_at)
     return found
 
 
-_EPISODE_COLUMNS = [
+_EPISODE_COLUMNS = (
     "fingerprint", "starts_at", "status", "ends_at", "labels", "annotations", "generator_url", "flags",
     "first_seen_at", "last_seen_at", "resolved_at", "first_notification_id", "enrichment", "ruleset_version",
-]  # fmt: skip
-_INSERT_EPISODE = upsert(alerts, _EPISODE_COLUMNS, ["fingerprint", "starts_at"], returning=["id"])
+)  # fmt: skip
+_EPISODE_KEY = ("fingerprint", "starts_at")
+# Deliveries of more alerts than this insert in several statements (SQLite allows 32,766 binds).
+_ROWS_PER_INSERT = 100
 
 
 def insert_episodes(
@@ -137,10 +141,12 @@ def insert_episodes(
         for a in new
     ]
     inserted: dict[EpisodeKey, int] = {}
-    for alert, row in zip(new, rows, strict=True):
-        returned = conn.execute(_INSERT_EPISODE, row).first()
-        if returned is not None:
-            inserted[alert.episode_key] = int(returned.id)
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        statement = upsert_rows(alerts, _EPISODE_COLUMNS, _EPISODE_KEY, len(chunk), ("id", *_EPISODE_KEY))
+        params = {f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in _EPISODE_COLUMNS}
+        for returned in conn.execute(statement, params):
+            inserted[(returned.fingerprint, from_db_time(returned.starts_at))] = int(returned.id)
     return inserted
 
 

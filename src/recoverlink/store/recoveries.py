@@ -242,11 +242,30 @@ _COUNTERS = {
 }
 
 
+@dataclass(frozen=True)
+class Attachment:
+    recovery_id: int
+    alert_id: int
+    role: str  # member | symptom | storm
+
+
+def attach_alerts(conn: Connection, attachments: Sequence[Attachment], now: datetime) -> None:
+    """Attach episodes to recoveries in one statement; symptoms and storm episodes are counted."""
+    if not attachments:
+        return
+    at = to_db_time(now)
+    rows = [
+        {"recovery_id": a.recovery_id, "alert_id": a.alert_id, "role": a.role, "attached_at": at}
+        for a in attachments
+    ]
+    conn.execute(_ATTACH, rows)
+    for attachment in attachments:
+        if attachment.role in _COUNTERS:
+            conn.execute(_COUNTERS[attachment.role], {"recovery": attachment.recovery_id})
+
+
 def attach_alert(conn: Connection, recovery_id: int, alert_id: int, role: str, now: datetime) -> None:
-    params = {"recovery_id": recovery_id, "alert_id": alert_id, "role": role, "attached_at": to_db_time(now)}
-    conn.execute(_ATTACH, params)
-    if role in _COUNTERS:
-        conn.execute(_COUNTERS[role], {"recovery": recovery_id})
+    attach_alerts(conn, [Attachment(recovery_id, alert_id, role)], now)
 
 
 def recovery_of_alert(conn: Connection, alert_id: int) -> int | None:

@@ -64,10 +64,11 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
     for done in tracked.transitions:
         rt.metrics.transition_observed(done.transition, done.team, done.priority, done.service)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
-    log.info(
-        "notification stored",
-        extra={"notification_id": outcome.notification_id, "outcome": status, **results},
-    )
+    # A copy (the HA pair's second member, a re-send) changes nothing: it says so at DEBUG only.
+    level = logging.DEBUG if outcome.duplicate else logging.INFO
+    if log.isEnabledFor(level):
+        extra = {"notification_id": outcome.notification_id, "outcome": status, **results}
+        log.log(level, "notification stored", extra=extra)
     return {
         "status": status,
         "notification_id": outcome.notification_id,

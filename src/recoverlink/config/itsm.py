@@ -78,7 +78,6 @@ class ServiceNowConfig(_System):
 class JiraTransitions(Strict):
     """Workflow transitions by name (their ids differ per workflow and are looked up each time)."""
 
-    start: str | None = Field(default="In Progress", description="when recoverlink starts work; optional")
     resolve: str = "Done"
     monitor: str | None = Field(default=None, description="for the `monitor` resolution policy")
     reopen: str = "Reopen"

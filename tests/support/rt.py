@@ -176,8 +176,11 @@ def require_request_tracker() -> None:
 
 
 @contextmanager
-def running_request_tracker(directory: Path, *, with_scrip: bool = True) -> Iterator[RequestTracker]:
-    """A fresh RT whose files are all in `directory`, stopped on exit.
+def running_request_tracker(
+    directory: Path, *, with_scrip: bool = True, callback_url: str | None = None
+) -> Iterator[RequestTracker]:
+    """A fresh RT whose files are all in `directory`, stopped on exit. Its scrip posts to the test's
+    receiver, or to `callback_url` (a recoverlink's `/webhook/itsm/rt`) when given.
 
     The directory becomes www-data's, so its parents must let www-data through (/tmp does).
     """
@@ -191,7 +194,8 @@ def running_request_tracker(directory: Path, *, with_scrip: bool = True) -> Iter
     callback_secret = secrets.token_hex(16)
     timings: dict[str, float] = {}
     with receiving_callbacks() as callbacks:
-        env = _rt_environment(directory, url, port, callbacks.url if with_scrip else "", callback_secret)
+        target = (callback_url or callbacks.url) if with_scrip else ""
+        env = _rt_environment(directory, url, port, target, callback_secret)
         with _timed(timings, "database_init_seconds"):
             _init_database(directory, env, root_password)
         with _timed(timings, "bootstrap_seconds"):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
@@ -41,6 +41,9 @@ from recoverlink.store.recovery_queries import (
     load_recovery,
     summary_record,
 )
+
+if TYPE_CHECKING:  # prometheus_client must not load before serve sets PROMETHEUS_MULTIPROC_DIR
+    from recoverlink.reload import LiveEnrichment
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,7 +117,7 @@ def serve(
     bootstrap.register_admin_token(settings, store, dict(os.environ))
     # Before anything creates a metric: every process must write multiprocess files.
     server.prepare_metrics_dir(settings.config.server.metrics_dir)
-    on_hup = _hup_handler(settings, store)
+    live, on_hup = _hup_handler(settings, store)
     store.dispose()  # workers fork from here: hand them no open connections
     log.info(
         "serving; point Alertmanager at it with this receiver",
@@ -128,6 +131,7 @@ def serve(
         workers=workers or settings.config.server.workers,
         threads=threads or settings.config.server.threads,
         on_hup=on_hup,
+        enrichment=live,
         job_worker=None if no_worker else server.job_worker_argv(settings),
     )
 
@@ -157,7 +161,7 @@ def worker(
     run_worker(settings, store, metrics_listen=listen, parent_pid=parent_pid, environ=dict(os.environ))
 
 
-def _hup_handler(settings: Settings, store: Store) -> Callable[[], None]:
+def _hup_handler(settings: Settings, store: Store) -> tuple[LiveEnrichment, Callable[[], None]]:
     """Validate the config at start (fail fast) and announce it; SIGHUP later validates and announces."""
     from prometheus_client import CollectorRegistry
 
@@ -171,7 +175,7 @@ def _hup_handler(settings: Settings, store: Store) -> Callable[[], None]:
     def on_hup() -> None:
         reload_and_announce(settings.config_path, live, store, metrics, datetime.now(UTC))
 
-    return on_hup
+    return live, on_hup
 
 
 def _store(settings: Settings) -> Store:

@@ -14,13 +14,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
 from recoverlink.config.loader import Settings
+
+if TYPE_CHECKING:  # prometheus_client must not load before PROMETHEUS_MULTIPROC_DIR is set
+    from recoverlink.reload import LiveEnrichment
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger(__name__)
@@ -136,11 +139,13 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         options: dict[str, Any],
         on_hup: Callable[[], None],
         job_worker: JobWorkerProcess | None,
+        enrichment: LiveEnrichment | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
         self.on_hup = on_hup
         self.job_worker = job_worker
+        self.enrichment = enrichment
         super().__init__()
 
     def run(self) -> None:
@@ -159,7 +164,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         from recoverlink.web import create_app
 
         configure_logging(self.settings.config.logging.level)
-        return create_app(self.settings, follow_config=True)
+        # A worker (re)booting while the files on disk are broken must not take the server down:
+        # it starts with the catalog and rules the master validated (inherited across the fork),
+        # then follows announced versions like every other process.
+        current = self.enrichment.current if self.enrichment is not None else None
+        return create_app(self.settings, enrichment=current, follow_config=True)
 
 
 def serve(
@@ -167,7 +176,9 @@ def serve(
     workers: int,
     threads: int,
     on_hup: Callable[[], None],
+    *,
     job_worker: Sequence[str] | None = None,
+    enrichment: LiveEnrichment | None = None,
 ) -> None:
     """Run gunicorn in the foreground until it is told to stop, and the outbox worker `job_worker`
     (a command line) beside it."""
@@ -186,4 +197,4 @@ def serve(
         "logger_class": JsonGunicornLogger,
     }
     supervised = JobWorkerProcess(job_worker) if job_worker is not None else None
-    GunicornServer(settings, options, on_hup, supervised).run()
+    GunicornServer(settings, options, on_hup, supervised, enrichment).run()

@@ -20,7 +20,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from recoverlink.adapters.impact import build_impact_sources
 from recoverlink.adapters.itsm import build_itsm_adapters
+from recoverlink.config.enrichment_loader import LoadedEnrichment
 from recoverlink.config.loader import Settings
+from recoverlink.domain.errors import ConfigErrors
 from recoverlink.domain.itsm import ItsmAdapter
 from recoverlink.follow_up_jobs import FollowUp
 from recoverlink.impact_jobs import ImpactJobs, ImpactLookup, ImpactVerify
@@ -37,6 +39,7 @@ from recoverlink.worker import JobHandler, Worker, WorkerOptions
 
 log = logging.getLogger(__name__)
 STALE_SWEEP_SECONDS = 30.0
+INVALID_CONFIG_RETRY_SECONDS = 5.0
 
 
 def utc_now() -> datetime:
@@ -108,14 +111,17 @@ def run_worker(
     """Run until SIGTERM or SIGINT (or until the parent process is gone, when one is named)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.config.metrics.max_services)
-    live = LiveEnrichment(load_from_disk(settings.config_path))
-    metrics.reload_succeeded(utc_now().timestamp())
-    follower = ConfigFollower(settings.config_path, live, store, metrics, clock=utc_now)
-    worker = build_worker(settings, store, metrics, live, environ=environ)
     stop = threading.Event()
     _stop_on_signals(stop)
     if parent_pid is not None:
         _stop_with_parent(parent_pid, stop)
+    loaded = _valid_enrichment(settings, stop)
+    if loaded is None:
+        return
+    live = LiveEnrichment(loaded)
+    metrics.reload_succeeded(utc_now().timestamp())
+    follower = ConfigFollower(settings.config_path, live, store, metrics, clock=utc_now)
+    worker = build_worker(settings, store, metrics, live, environ=environ)
     if metrics_listen and multiprocess_dir() is None:
         _serve_metrics(metrics_listen, registry, store, settings.config.metrics.max_services)
     follower.start()
@@ -124,6 +130,24 @@ def run_worker(
     finally:
         follower.stop()
         store.dispose()
+
+
+def _valid_enrichment(settings: Settings, stop: threading.Event) -> LoadedEnrichment | None:
+    """The catalog and rules on disk; while they do not validate (someone is editing them), wait and
+    look again rather than exit: jobs wait in the outbox meanwhile. None when told to stop."""
+    said = None
+    while not stop.is_set():
+        try:
+            return load_from_disk(settings.config_path)
+        except ConfigErrors as exc:
+            errors = [e.render() for e in exc.errors]
+            if errors != said:
+                log.error(
+                    "catalog or rules do not validate; waiting for valid files", extra={"errors": errors}
+                )
+                said = errors
+        stop.wait(INVALID_CONFIG_RETRY_SECONDS)
+    return None
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

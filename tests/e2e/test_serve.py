@@ -125,3 +125,22 @@ def test_sighup_to_the_server_reloads_every_worker(served: Served) -> None:
     assert len(seen) == 1
     assert seen != {before}
     assert served.process.popen.poll() is None, "SIGHUP must not stop the server"
+
+
+def test_a_worker_restarted_while_the_rules_are_broken_keeps_serving_the_good_ones(served: Served) -> None:
+    (before,) = served.versions_seen()
+    rules = served.config_dir.parent / "rules" / "90-defaults.yaml"
+    rules.write_text(rules.read_text() + "  - name: broken\n    match: ['service=~\"(\"']\n")
+    children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children").read_text().split()
+    # The outbox worker is `python -m recoverlink worker ...`; gunicorn's workers are forks of the master.
+    gunicorn_workers = [
+        int(pid)
+        for pid in children
+        if b"worker" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]
+    assert len(gunicorn_workers) == 2
+    for pid in gunicorn_workers:
+        os.kill(pid, signal.SIGKILL)  # the master boots new ones, which must not read the broken files
+    time.sleep(FOLLOW_DEADLINE_SECONDS)
+    assert served.process.popen.poll() is None, "the server is still up"
+    assert served.versions_seen() == {before}

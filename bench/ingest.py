@@ -106,6 +106,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an existing PostgreSQL database to connect to for CREATE/DROP DATABASE",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs, SQLite files)")
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="serve without the outbox worker beside gunicorn (make run starts one)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     if any(c < 1 for c in args.concurrency):
@@ -311,7 +316,7 @@ def recoverlink_config(tmp: Path, listen: str) -> tuple[Path, dict[str, Any]]:
     return path, config
 
 
-def start_recoverlink(db: Database, tmp: Path) -> tuple[Server, str, dict[str, Any]]:
+def start_recoverlink(db: Database, tmp: Path, no_worker: bool = False) -> tuple[Server, str, dict[str, Any]]:
     """`recoverlink serve --config ... --migrate --listen ...`, as users start it; also returns the token."""
     port = free_port()
     listen = f"127.0.0.1:{port}"
@@ -323,6 +328,8 @@ def start_recoverlink(db: Database, tmp: Path) -> tuple[Server, str, dict[str, A
     if db.recoverlink_url is not None:
         env["RECOVERLINK_DATABASE_URL"] = db.recoverlink_url
     argv = [str(BIN / "recoverlink"), "serve", "--config", str(config_path), "--migrate", "--listen", listen]
+    if no_worker:
+        argv.append("--no-worker")
     server = Server("recoverlink", argv, env, port, tmp / "recoverlink.log")
     server.start()
     token = Path(config["webhook"]["auth"]["bearer"]["file"]).read_text().strip()
@@ -636,7 +643,7 @@ def run_backend(backend: str, tmp_root: Path, args: Any, runs: Runs, bodies: dic
         try:
             # recoverlink is started first in any case: its generated webhook token serves both apps,
             # and its config gives the worker and thread counts the floor runs with.
-            rl, token, config = start_recoverlink(db, tmp)
+            rl, token, config = start_recoverlink(db, tmp, no_worker=args.no_worker)
             servers["recoverlink"] = rl
             workers = int(config.get("server", {}).get("workers", 2))
             threads = int(config.get("server", {}).get("threads", 4))

@@ -29,7 +29,7 @@ from recoverlink.domain.recovery_state import (
     apply_event,
     refusal,
 )
-from recoverlink.recovery_jobs import JobPlan, commit_transition, lookup_job, verify_job
+from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts, lookup_job, verify_job
 from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
 from recoverlink.store.outbox import ClaimedJob
@@ -84,7 +84,8 @@ class ImpactJobs:
             return []
         commit_transition(conn, row, transition, ACTOR, self.plan)
         team, priority, service = row.team, row.priority, row.service
-        return [lambda: self.metrics.transition_observed(transition, team, priority, service)]
+        finish = finish_facts(row, transition)
+        return [lambda: self.metrics.transition_observed(transition, team, priority, service, finish)]
 
 
 def _entry(row: Any, source: str) -> dict[str, Any]:

@@ -28,12 +28,12 @@ from recoverlink.domain.itsm import (
 )
 from recoverlink.domain.recovery_state import Transition, apply_event, refusal
 from recoverlink.itsm_jobs import metered_call
-from recoverlink.recovery_jobs import JobPlan, commit_transition
+from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts
 from recoverlink.reload import LiveEnrichment
 from recoverlink.store import incidents
 from recoverlink.store import recoveries as store
 from recoverlink.store.engine import Store
-from recoverlink.telemetry import Metrics
+from recoverlink.telemetry import FinishFacts, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,13 @@ class ChangeOutcome:
 
     outcome: str
     recovery_id: int | None = None
-    transitions: list[tuple[Transition, str | None, str, str | None]] = field(default_factory=list)
+    transitions: list[tuple[Transition, str | None, str, str | None, FinishFacts | None]] = field(
+        default_factory=list
+    )
 
     def observe(self, metrics: Metrics) -> None:
-        for transition, team, priority, service in self.transitions:
-            metrics.transition_observed(transition, team, priority, service)
+        for transition, team, priority, service, finish in self.transitions:
+            metrics.transition_observed(transition, team, priority, service, finish)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ def apply_change(
         transition = apply_event(recovery_status, event, now)
         if transition.changed:
             commit_transition(conn, current, transition, actor, plan)
-            result.transitions.append((transition, current.team, current.priority, current.service))
+            finish = finish_facts(current, transition)
+            result.transitions.append((transition, current.team, current.priority, current.service, finish))
     return result
 
 

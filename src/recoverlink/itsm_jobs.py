@@ -29,7 +29,7 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.rules import ResolutionPolicy
-from recoverlink.recovery_jobs import JobPlan, commit_transition
+from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts
 from recoverlink.store import incidents
 from recoverlink.store import recoveries as store
 from recoverlink.store.engine import Store
@@ -122,7 +122,8 @@ class ItsmJobs:
             return []
         commit_transition(conn, row, transition, ACTOR, self.plan)
         team, priority, service = row.team, row.priority, row.service
-        return [lambda: self.metrics.transition_observed(transition, team, priority, service)]
+        finish = finish_facts(row, transition)
+        return [lambda: self.metrics.transition_observed(transition, team, priority, service, finish)]
 
 
 def _audit(conn: Connection, recovery_id: int, kind: str, details: Mapping[str, Any], now: datetime) -> None:

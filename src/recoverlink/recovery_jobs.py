@@ -22,10 +22,18 @@ from recoverlink import itsm_plan
 from recoverlink.config.model import Config
 from recoverlink.domain.alerts import Alert
 from recoverlink.domain.enrichment import Enrichment
-from recoverlink.domain.recovery_state import Milestone, Transition
+from recoverlink.domain.impact import impact_summary
+from recoverlink.domain.recovery_state import (
+    Milestone,
+    RecoveryEventKind,
+    RecoveryState,
+    Transition,
+    TransitionSource,
+)
 from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
 from recoverlink.store.outbox import NewJob
+from recoverlink.telemetry import FinishFacts
 
 IMPACT_LOOKUP = "impact.lookup"
 IMPACT_VERIFY = "impact.verify"
@@ -168,6 +176,33 @@ class PendingWrites:
         self.jobs.clear()
 
 
+_BY_HAND = (RecoveryEventKind.OWNER_KNOWN, RecoveryEventKind.IMPACT_CONFIRMED)
+
+
+def is_manual_lookup(transition: Transition) -> bool:
+    """A person set the owner or the impact: what `manual_lookup` on the finished counter means."""
+    return (
+        transition.changed and transition.source is TransitionSource.OPERATOR and transition.kind in _BY_HAND
+    )
+
+
+def finish_facts(row: Any, transition: Transition) -> FinishFacts | None:
+    """The labels of `recoverlink_recoveries_finished_total` when this transition closes `row`."""
+    if not (transition.moved and transition.to_state is RecoveryState.CLOSED):
+        return None
+    milestones = transition.status.milestones
+    impact = impact_summary(row.impact_sources or [], row.impact or {})
+    incident_known = Milestone.INCIDENT_LINKED in milestones or not transition.status.itsm_configured
+    return FinishFacts(
+        linked_customers=bool(impact["facts"]) or impact["status"] == "confirmed",
+        full_context=Milestone.OWNER_KNOWN in milestones
+        and Milestone.IMPACT_IDENTIFIED in milestones
+        and incident_known,
+        single_owner=transition.status.escalation_bounces == 0,
+        manual_lookup=bool(row.manual_lookup) or is_manual_lookup(transition),
+    )
+
+
 def commit_transition(
     conn: Connection,
     row: Any,
@@ -180,6 +215,8 @@ def commit_transition(
     """Save the transition with its audit entry, and enqueue the jobs it causes, in one transaction
     (now, or with `pending` when the caller flushes it before committing)."""
     store.save_status(conn, row, transition)
+    if is_manual_lookup(transition):
+        store.mark_manual_lookup(conn, row.id)
     audit = store.transition_audit(row.id, transition, actor)
     jobs = jobs_after_transition(row, transition, plan)
     if pending is None:

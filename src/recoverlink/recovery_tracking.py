@@ -36,10 +36,12 @@ from recoverlink.recovery_jobs import (
     JobPlan,
     PendingWrites,
     commit_transition,
+    finish_facts,
     impact_context,
     jobs_for_opening,
 )
 from recoverlink.store import recoveries as store
+from recoverlink.telemetry import FinishFacts
 
 ACTOR = "alertmanager"
 SOURCE = TransitionSource.ALERTMANAGER
@@ -77,6 +79,7 @@ class CommittedTransition:
     team: str | None
     priority: str
     service: str | None
+    finish: FinishFacts | None = None
 
 
 @dataclass
@@ -247,7 +250,8 @@ class _Tracker:
         transition = apply_event(status, event, self.now)
         if transition.changed:
             commit_transition(self.conn, row, transition, ACTOR, self.plan, pending=self.pending)
-            committed = CommittedTransition(transition, row.team, row.priority, row.service)
+            finish = finish_facts(row, transition)
+            committed = CommittedTransition(transition, row.team, row.priority, row.service, finish)
             self.outcome.transitions.append(committed)
         return transition.changed
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import (
@@ -64,6 +65,16 @@ class LabelBounds:
     @staticmethod
     def priority(value: str | None) -> str:
         return value if value in PRIORITIES else UNKNOWN
+
+
+@dataclass(frozen=True)
+class FinishFacts:
+    """The labels of `recoverlink_recoveries_finished_total`, for a recovery closing now."""
+
+    linked_customers: bool  # impact facts (segments, journeys or counts) were attached
+    full_context: bool  # owner, impact and incident link (where it has an ITSM) were all known
+    single_owner: bool  # the owner team never changed
+    manual_lookup: bool  # a person set the owner or the impact by hand
 
 
 class Metrics:
@@ -175,6 +186,13 @@ class Metrics:
             ["team", "window"],
             registry=registry,
         )
+        self.recoveries_finished = Counter(
+            "recoverlink_recoveries_finished_total",
+            "Closed recoveries, by whether they had customers linked, full context, one owner, and "
+            "needed a manual lookup: the share-of-recoveries figures are PromQL over it.",
+            ["team", "linked_customers", "full_context", "single_owner", "manual_lookup"],
+            registry=registry,
+        )
         self.time_to_incident = Histogram(
             "recoverlink_recovery_time_to_incident_seconds",
             "From a recovery opening to its linked incident existing in the ITSM.",
@@ -216,7 +234,12 @@ class Metrics:
         self._initialize_labels()
 
     def transition_observed(
-        self, transition: Transition, team: str | None, priority: str | None, service: str | None
+        self,
+        transition: Transition,
+        team: str | None,
+        priority: str | None,
+        service: str | None,
+        finish: FinishFacts | None = None,
     ) -> None:
         """Observe the milestone metrics a committed transition produced, at the moment it happened."""
         milestones = transition.status.milestones
@@ -241,6 +264,9 @@ class Metrics:
             self.recoveries_closed.labels(b.team(team), b.priority(priority), b.service(service)).inc()
             if elapsed is not None:
                 self.resolution.labels(**latency).observe(elapsed)
+            if finish is not None:
+                flags = {name: str(value).lower() for name, value in vars(finish).items()}
+                self.recoveries_finished.labels(team=b.team(team), **flags).inc()
 
     def repeats_counted(self, team: str | None, window: str, alerts: int, contacts: float) -> None:
         """A follow-up after close counted repeat alerts and (where a source measures them) contacts."""

@@ -213,6 +213,13 @@ def test_alerts_resolving_start_verification_and_back_to_normal_closes_the_recov
     assert {"impact_verified", "closed"} <= set(recovery.milestones)
     assert scenario.sample("recoverlink_recovery_fix_to_verification_seconds_sum", **LABELS) == 45
     assert scenario.sample("recoverlink_recoveries_closed_total", **LABELS, service="payments-api") == 1
+    finished = {
+        "linked_customers": "true",
+        "full_context": "true",
+        "single_owner": "true",
+        "manual_lookup": "false",
+    }
+    assert scenario.sample("recoverlink_recoveries_finished_total", team="payments", **finished) == 1
     follow_ups = sorted(j.due_at - scenario.clock.now for j in scenario.jobs(FOLLOW_UP))
     assert follow_ups == [timedelta(hours=24), timedelta(hours=48)]
 
@@ -278,6 +285,16 @@ def test_an_operator_identifying_impact_stops_the_lookups(scenario: Scenario, st
     scenario.later(seconds=1)
     scenario.later(minutes=5)
     assert len(scenario.checkout.contexts) == 1, "impact is identified: nobody needs to look again"
+    scenario.deliver(status="resolved")
+    scenario.later(seconds=1)
+    assert scenario.recovery().state == "closed"
+    finished = {
+        "linked_customers": "false",
+        "full_context": "true",
+        "single_owner": "true",
+        "manual_lookup": "true",
+    }
+    assert scenario.sample("recoverlink_recoveries_finished_total", team="payments", **finished) == 1
 
 
 def test_follow_ups_count_repeat_alerts_and_contacts_within_24h_and_48h(scenario: Scenario) -> None:

@@ -150,6 +150,10 @@ def save_status(conn: Connection, row: Any, transition: Transition) -> None:
     conn.execute(update(recoveries).where(recoveries.c.id == row.id).values(values))
 
 
+def mark_manual_lookup(conn: Connection, recovery_id: int) -> None:
+    conn.execute(update(recoveries).where(recoveries.c.id == recovery_id).values(manual_lookup=True))
+
+
 def transition_audit(recovery_id: int, transition: Transition, actor: str) -> dict[str, Any]:
     """The audit row of a transition: from, to, the event, what it stamped, its evidence."""
     return audit_row(

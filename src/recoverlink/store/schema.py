@@ -146,6 +146,10 @@ recoveries = Table(
     Column("incident_status", String(16), nullable=True),
     # The highest change counter seen (ServiceNow sys_mod_count): an older callback changes nothing.
     Column("incident_sequence", BigInteger(), nullable=True),
+    # A person set the owner or the impact by hand (recoverlink_recoveries_finished_total).
+    Column("manual_lookup", Boolean(), nullable=False, server_default="0"),
+    # The CX handoff actions of the rules that matched its first alert ("rule/action" names).
+    Column("actions", Json, nullable=False, server_default="[]"),
     Index(None, "state", "id"),
     Index(None, "team", "id"),
     Index(None, "owner", "id"),

@@ -33,7 +33,7 @@ from recoverlink.domain.recovery_state import (
     refusal,
 )
 from recoverlink.domain.tokens import Role
-from recoverlink.recovery_jobs import commit_transition
+from recoverlink.recovery_jobs import commit_transition, finish_facts
 from recoverlink.store import recoveries as store
 from recoverlink.store.recovery_queries import (
     RecoveryFilter,
@@ -280,7 +280,8 @@ def _write(recovery_id: int, change: _Change) -> Response:
         transitions = change(conn, row, token.name, now)
         answer = _detail(conn, recovery_id)
     for transition in transitions:
-        rt.metrics.transition_observed(transition, row.team, row.priority, row.service)
+        finish = finish_facts(row, transition)
+        rt.metrics.transition_observed(transition, row.team, row.priority, row.service, finish)
     return jsonify(answer)
 
 

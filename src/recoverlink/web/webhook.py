@@ -62,7 +62,7 @@ def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
     for team in tracked.storm_joins:
         rt.metrics.storm_episodes.labels(rt.metrics.bounds.team(team)).inc()
     for done in tracked.transitions:
-        rt.metrics.transition_observed(done.transition, done.team, done.priority, done.service)
+        rt.metrics.transition_observed(done.transition, done.team, done.priority, done.service, done.finish)
     results = {f"{s.value}_{r.value}": n for (s, r), n in sorted(outcome.alert_results.items())}
     # A copy (the HA pair's second member, a re-send) changes nothing: it says so at DEBUG only.
     level = logging.DEBUG if outcome.duplicate else logging.INFO

@@ -243,6 +243,21 @@ def explain(config_file: str | None, alert_file: Path, as_json: bool) -> None:
         click.echo(render_text(results))
 
 
+@main.command("dashboard")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout."
+)
+def dashboard_command(output: Path | None) -> None:
+    """Print the Grafana dashboard of recoverlink's metrics (deploy/grafana/dashboards/recoverlink.json)."""
+    from recoverlink.dashboard import dashboard_json
+
+    text = dashboard_json()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
 main.add_command(cli_recoveries.recoveries)
 main.add_command(cli_operations.itsm)
 main.add_command(cli_operations.jobs)

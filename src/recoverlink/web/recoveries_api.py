@@ -1,7 +1,8 @@
 """The recoveries API under /api/v1: list, detail, operator transitions and edits (issue [recoveries]).
 
-Operator writes run in one write transaction with the recovery row locked, go through the state
-machine, and leave an audit entry per change with the token's name as actor. A transition to
+Operator writes go through `recovery_operations`, as the board's forms do: one write transaction with
+the recovery row locked, the state machine, and an audit entry per change with the token's name as
+actor. A transition to
 `impact_confirmed`, `workaround_available` or `fix_in_progress` is applied as the operator's
 `impact_confirmed`, `workaround_published` or `fix_started` event (what ITSM or the worker would send
 for the same step, so actions and metrics see one kind of event); any other target is
@@ -12,7 +13,6 @@ stage, or canceled.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,27 +20,16 @@ from flask import Blueprint, Response, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
-from recoverlink.domain.errors import NotFound, PayloadInvalid, TransitionNotAllowed
+from recoverlink.domain.errors import NotFound, PayloadInvalid
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
-from recoverlink.domain.recovery_state import (
-    RecoveryEvent,
-    RecoveryEventKind,
-    RecoveryState,
-    Transition,
-    TransitionSource,
-    allowed_operator_targets,
-    apply_event,
-    refusal,
-)
+from recoverlink.domain.recovery_state import RecoveryState
 from recoverlink.domain.tokens import Role
-from recoverlink.recovery_jobs import commit_transition, finish_facts
-from recoverlink.store import recoveries as store
+from recoverlink.recovery_operations import TEXT_FIELDS, Change, RecoveryOperations, moving, patching
 from recoverlink.store.recovery_queries import (
     RecoveryFilter,
     detail_record,
     list_recoveries,
     load_recovery,
-    set_operator_texts,
     summary_record,
 )
 from recoverlink.store.tokens import TokenInfo
@@ -53,13 +42,6 @@ bp = Blueprint("recoveries", __name__, url_prefix="/api/v1")
 DEFAULT_PAGE, MAX_PAGE = 50, 500
 MAX_ID = 2**63 - 1
 PRIORITY_FILTERS = (*PRIORITIES, UNKNOWN)
-OPERATOR = TransitionSource.OPERATOR
-# Forward moves that are a step ITSM or the worker also report: applied as that step's event.
-STEP_EVENTS = {
-    RecoveryState.IMPACT_CONFIRMED: RecoveryEventKind.IMPACT_CONFIRMED,
-    RecoveryState.WORKAROUND_AVAILABLE: RecoveryEventKind.WORKAROUND_PUBLISHED,
-    RecoveryState.FIX_IN_PROGRESS: RecoveryEventKind.FIX_STARTED,
-}
 CURSOR_ALPHABET = string.digits + string.ascii_letters
 MAX_CURSOR_LENGTH = 10  # 62**10 > 8e17 ids, and every 10-character cursor fits a BIGINT
 M = TypeVar("M", bound=BaseModel)
@@ -226,7 +208,8 @@ def transition_view(recovery_id: int) -> Response:
     """Move a recovery by hand, with a reason; 409 names the targets it can move to."""
     _exists(recovery_id)
     body = parse_body(TransitionRequest)
-    return _write(recovery_id, lambda conn, row, actor, now: _move(conn, row, body, actor, now))
+    texts = {name: getattr(body, name) for name in TEXT_FIELDS if getattr(body, name) is not None}
+    return _write(recovery_id, moving(runtime().jobs, body.target, body.reason, texts))
 
 
 @bp.patch("/recoveries/<int:recovery_id>")
@@ -239,7 +222,8 @@ def patch_view(recovery_id: int) -> Response:
         raise PayloadInvalid("nothing to change: send owner, workaround and/or public_message")
     if "owner" in body.model_fields_set:
         _check_team(body.owner)
-    return _write(recovery_id, lambda conn, row, actor, now: _patch(conn, row, body, actor, now))
+    texts = {name: getattr(body, name) for name in body.model_fields_set & set(TEXT_FIELDS)}
+    return _write(recovery_id, patching(runtime().jobs, body.owner, texts))
 
 
 @bp.get("/openapi.json")
@@ -248,9 +232,7 @@ def openapi_view() -> Response:
     return jsonify(openapi.openapi_document(known_teams()))
 
 
-# --- the operator flow -----------------------------------------------------------------------
-
-_Change = Callable[[Connection, Any, str, datetime], list[Transition]]
+# --- the operator flow (shared with the board: recovery_operations) ---------------------------
 
 
 def _exists(recovery_id: int) -> None:
@@ -268,66 +250,19 @@ def _detail(conn: Connection, recovery_id: int) -> dict[str, Any]:
     return detail_record(detail)
 
 
-def _write(recovery_id: int, change: _Change) -> Response:
-    """Lock the row, apply `change`, answer with the recovery as committed; then observe metrics."""
+def operations() -> RecoveryOperations:
+    """The operator flow over this app's store, metrics and job plan."""
     rt = runtime()
+    return RecoveryOperations(rt.store, rt.metrics, rt.jobs)
+
+
+def _write(recovery_id: int, change: Change) -> Response:
+    """Apply `change` as the token's holder; answer with the recovery as committed."""
     token: TokenInfo = g.token
-    now = rt.clock()
-    with rt.store.write() as conn:
-        row = store.load_row(conn, recovery_id, for_update=True)
-        if row is None:
-            raise NotFound(f"recovery {recovery_id} not found")
-        transitions = change(conn, row, token.name, now)
-        answer = _detail(conn, recovery_id)
-    for transition in transitions:
-        finish = finish_facts(row, transition)
-        rt.metrics.transition_observed(transition, row.team, row.priority, row.service, finish)
-    return jsonify(answer)
-
-
-def _move(conn: Connection, row: Any, body: TransitionRequest, actor: str, now: datetime) -> list[Transition]:
-    status = store.status_of(row)
-    evidence = {"target": body.target.value}
-    move = RecoveryEvent(
-        RecoveryEventKind.MOVED_BY_OPERATOR, OPERATOR, evidence, target=body.target, reason=body.reason
+    applied = operations().apply(
+        recovery_id, token.name, runtime().clock(), change, lambda conn: _detail(conn, recovery_id)
     )
-    why = refusal(status, move)
-    if why is not None:
-        allowed = [s.value for s in allowed_operator_targets(status)]
-        raise TransitionNotAllowed(str(row.id), status.state, body.target, allowed, reason=why)
-    kind = STEP_EVENTS.get(body.target)
-    event = RecoveryEvent(kind, OPERATOR, evidence, reason=body.reason) if kind else move
-    transition = apply_event(status, event, now)
-    if transition.changed:
-        commit_transition(conn, row, transition, actor, runtime().jobs)
-    texts = {name: getattr(body, name) for name in ("workaround", "public_message")}
-    _set_texts(conn, row, {k: v for k, v in texts.items() if v is not None}, actor, now)
-    return [transition]
-
-
-def _patch(conn: Connection, row: Any, body: RecoveryPatch, actor: str, now: datetime) -> list[Transition]:
-    transitions = []
-    if body.owner is not None and body.owner != row.owner:
-        status = store.status_of(row)
-        evidence = {"owner": body.owner, "previous_owner": row.owner or ""}
-        event = RecoveryEvent(RecoveryEventKind.OWNER_KNOWN, OPERATOR, evidence, owner=body.owner)
-        transition = apply_event(status, event, now)  # 409 once canceled
-        commit_transition(conn, row, transition, actor, runtime().jobs)
-        transitions.append(transition)
-    given = body.model_fields_set & {"workaround", "public_message"}
-    _set_texts(conn, row, {name: getattr(body, name) for name in given}, actor, now)
-    return transitions
-
-
-def _set_texts(conn: Connection, row: Any, texts: dict[str, str | None], actor: str, now: datetime) -> None:
-    """Store the texts that differ from the row's, with one audit entry each."""
-    changed = {name: text for name, text in texts.items() if text != getattr(row, name)}
-    set_operator_texts(conn, row.id, changed, now)
-    for name, text in changed.items():
-        details = {"value": text, "previous": getattr(row, name)}
-        store.append_audit(
-            conn, row.id, at=now, source=OPERATOR.value, actor=actor, kind=name, details=details
-        )
+    return jsonify(applied.answer)
 
 
 def known_teams() -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from recoverlink.domain.actions import ActionKind
 from recoverlink.domain.alerts import AlertStatus, DeliveryResult
 from recoverlink.domain.enrichment import MissReason
 from recoverlink.domain.recovery_state import Milestone, RecoveryEventKind, RecoveryState, Transition
@@ -167,6 +168,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.fix_to_cx_update = Histogram(
+            "recoverlink_recovery_fix_to_cx_update_seconds",
+            "From the fix being deployed to the CX update: the first successful agent desktop, knowledge "
+            "base, chatbot or customer messaging action after it, or an operator confirming it.",
+            ["team", "priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.fix_to_verification = Histogram(
             "recoverlink_recovery_fix_to_verification_seconds",
             "From the fix being deployed to customer impact verified back to normal.",
@@ -213,6 +222,13 @@ class Metrics:
             buckets=ITSM_BUCKETS,
             registry=registry,
         )
+        self.actions = Counter(
+            "recoverlink_actions_total",
+            "Automated CX handoff actions by kind, outcome (success, or the final failure's reason) and "
+            "whether the action has an audit entry.",
+            ["action", "outcome", "audited"],
+            registry=registry,
+        )
         self.alerts_marked_stale = Counter(
             "recoverlink_alerts_marked_stale_total",
             "Firing alert episodes marked stale: not re-sent by Alertmanager for their stale_after.",
@@ -248,6 +264,7 @@ class Metrics:
         for milestone, histogram, start in (
             (Milestone.IMPACT_IDENTIFIED, self.time_to_impact, Milestone.OPENED),
             (Milestone.IMPACT_VERIFIED, self.fix_to_verification, Milestone.FIX_DEPLOYED),
+            (Milestone.CX_UPDATED, self.fix_to_cx_update, Milestone.FIX_DEPLOYED),
         ):
             if milestone in transition.stamped and start in milestones:
                 histogram.labels(**latency).observe(_seconds(milestones[start], transition.at))
@@ -291,6 +308,10 @@ class Metrics:
         self.itsm_requests.labels(itsm=itsm, operation=operation, outcome=outcome).inc()
         self.itsm_request_duration.labels(itsm=itsm, operation=operation).observe(seconds)
 
+    def action_finished(self, kind: ActionKind, outcome: str, audited: bool) -> None:
+        """One action reached its outcome: `success`, or the reason it finally failed."""
+        self.actions.labels(action=kind.value, outcome=outcome, audited=str(audited).lower()).inc()
+
     def reload_succeeded(self, at_seconds: float) -> None:
         self.config_last_reload_successful.set(1)
         self.config_last_reload_success_timestamp.set(at_seconds)
@@ -307,6 +328,8 @@ class Metrics:
                 self.alerts_received.labels(status=status.value, result=result.value)
         for reason in MissReason:
             self.enrichment_misses.labels(reason=reason.value)
+        for kind in ActionKind:
+            self.actions.labels(action=kind.value, outcome="success", audited="true")
 
 
 def _seconds(start: datetime, end: datetime) -> float:

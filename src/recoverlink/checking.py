@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from recoverlink.adapters.impact import build_impact_sources
@@ -12,6 +13,7 @@ from recoverlink.config.rules_loader import load_rule_files
 from recoverlink.config.templates import TemplateCompiler
 from recoverlink.config.yamlfile import load_yaml
 from recoverlink.domain.errors import ConfigError, ConfigErrors
+from recoverlink.domain.rules import Rule
 from recoverlink.rule_testing import load_tests
 
 
@@ -23,6 +25,10 @@ def _impact_sources(config: Config, name: str) -> int:
         raise ConfigErrors([ConfigError(name, e.render()) for e in exc.errors]) from exc
 
 
+def _actions(rules: Sequence[Rule]) -> int:
+    return sum(len(rule.actions) for rule in rules)
+
+
 def check_file(path: Path) -> str:
     """Validate `path` by what it holds; returns a one-line summary or raises ConfigErrors."""
     node = load_yaml(path)
@@ -32,14 +38,15 @@ def check_file(path: Path) -> str:
         loaded = load_enrichment(config, path.parent, str(path))
         sources = _impact_sources(config, str(path))
         catalog = loaded.enricher.catalog
+        rules = loaded.enricher.ruleset.rules
         return (
             f"{path}: config valid; catalog {len(catalog.entries)} entities, {len(catalog.teams)} teams; "
-            f"{len(loaded.enricher.ruleset.rules)} rules; {sources} impact sources; "
+            f"{len(rules)} rules, {_actions(rules)} actions; {sources} impact sources; "
             f"rule-set version {loaded.version}"
         )
     if "rules" in keys:
         rules = load_rule_files([path], TemplateCompiler())
-        return f"{path}: {len(rules)} rules valid"
+        return f"{path}: {len(rules)} rules, {_actions(rules)} actions valid"
     if "tests" in keys:
         return f"{path}: {len(load_tests([path]))} rule tests valid"
     raise ConfigErrors(

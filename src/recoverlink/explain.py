@@ -43,6 +43,6 @@ def _decided(record: dict[str, Any]) -> list[str]:
     keys = (
         "service", "owner", "owner_source", "tier", "journeys", "segments", "priority", "impact",
         "urgency", "correlation_key", "resolution", "matched_rules", "fields", "labels", "misses",
-        "template_errors", "ruleset_version",
+        "actions", "template_errors", "ruleset_version",
     )  # fmt: skip
     return [f"    {key}: {record[key]}" for key in keys if record.get(key) not in (None, [], {}, "")]

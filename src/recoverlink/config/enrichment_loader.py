@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from recoverlink.config.actions import check_action_references
 from recoverlink.config.catalog_loader import expand as expand_globs
 from recoverlink.config.catalog_loader import load_catalog
 from recoverlink.config.model import Config, EnrichmentConfig
@@ -58,6 +59,7 @@ def load_enrichment(config: Config, base_dir: Path, config_name: str) -> LoadedE
         rules = load_rule_files(rule_paths, TemplateCompiler())
     except ConfigErrors as exc:
         errors.extend(exc.errors)
+    errors.extend(check_action_references(rules, config.actions))
     if catalog is not None:
         errors.extend(check_rule_references(rules, catalog))
         errors.extend(check_impact_references(catalog, set(config.impact.sources), config_name))

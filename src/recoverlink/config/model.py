@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from recoverlink.config.actions import ActionsConfig
 from recoverlink.config.base import BasicAuth, SecretSource, Strict, resolve_path
 from recoverlink.config.durations import Duration
 from recoverlink.config.impact import ImpactConfig
@@ -199,16 +200,21 @@ class Config(Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     impact: ImpactConfig = Field(default_factory=ImpactConfig)
     itsm: ItsmConfig = Field(default_factory=ItsmConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
     def _lease_outlasts_calls(self) -> Self:
         # A job still waiting on its call when the lease runs out would be claimed and run twice.
-        longest = max(self.impact.longest_timeout_seconds(), self.itsm.longest_timeout_seconds())
+        longest = max(
+            self.impact.longest_timeout_seconds(),
+            self.itsm.longest_timeout_seconds(),
+            self.actions.timeout_seconds,
+        )
         if self.worker.lease.total_seconds() <= longest:
             raise ValueError(
                 f"worker.lease ({self.worker.lease.total_seconds():g}s) must be longer than the longest "
-                f"impact source or ITSM timeout ({longest:g}s)"
+                f"impact source, ITSM or action timeout ({longest:g}s)"
             )
         return self

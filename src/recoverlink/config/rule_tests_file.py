@@ -28,6 +28,7 @@ class Expectation(Strict):
     journeys: list[str] | None = None
     segments: list[str] | None = None
     matched_rules: list[str] | None = None
+    actions: list[str] | None = None  # "rule/action" of the CX handoffs, in order
     misses: list[str] | None = None
     fields: dict[str, str] | None = None
     labels: dict[str, str] | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
+from recoverlink.config.rule_actions import load_actions
 from recoverlink.config.rules_file import RuleFileModel, RuleModel
 from recoverlink.config.templates import TemplateCompiler
 from recoverlink.config.yamlfile import load_yaml, locate, validate
@@ -110,6 +111,14 @@ def _to_rule(ctx: _FileContext, index: int, model: RuleModel) -> Rule:
         stale_after=model.stale_after,
         storm=storm,
         continue_=model.continue_,
+        actions=load_actions(
+            model,
+            at,
+            ctx.compiler,
+            path=ctx.path,
+            error=ctx.error,
+            line_of=lambda loc: locate(ctx.node, loc)[0],
+        ),
         source=SourceLocation(ctx.path, line),
     )
 

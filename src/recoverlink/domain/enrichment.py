@@ -16,6 +16,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from recoverlink.domain.actions import Action
 from recoverlink.domain.catalog import Catalog, CatalogEntry, EntityKind, ItsmRouting, entity_ref
 from recoverlink.domain.matchers import Matcher, MatcherCheck
 from recoverlink.domain.priority import PriorityMatrix
@@ -86,6 +87,7 @@ class Enrichment:
     matched_rules: tuple[str, ...]
     misses: tuple[MissReason, ...]
     template_errors: tuple[str, ...]
+    actions: tuple[Action, ...] = ()  # of the matched rules, in order: the CX handoffs a recovery runs
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ class Enricher:
             matched_rules=tuple(r.name for r in plan.rules),
             misses=_misses(entry, placement.owner_source),
             template_errors=tuple(errors),
+            actions=tuple(a for r in plan.rules for a in r.actions),
         )
 
     def _explain_service(self, alert: AlertFacts, plan: _Plan) -> list[ExplainStep]:
@@ -405,6 +408,7 @@ def enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
         "matched_rules": list(enrichment.matched_rules),
         "misses": [m.value for m in enrichment.misses],
         "template_errors": list(enrichment.template_errors),
+        "actions": [a.ref for a in enrichment.actions],
     }
 
 

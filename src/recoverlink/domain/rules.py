@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recoverlink.domain.catalog import SourceLocation
 from recoverlink.domain.matchers import Matcher
+
+if TYPE_CHECKING:  # domain.actions imports Template from here
+    from recoverlink.domain.actions import Action
 
 
 class Template(Protocol):
@@ -76,6 +79,7 @@ class Rule:
     stale_after: timedelta | None = None
     storm: StormThreshold | None = None
     continue_: bool = False
+    actions: tuple[Action, ...] = ()  # CX handoffs of the recoveries its alerts open
     source: SourceLocation | None = None
 
 

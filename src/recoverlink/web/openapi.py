@@ -84,7 +84,9 @@ def _enrichment() -> Schema:
     properties.update(
         {name: array(STRING) for name in ("depends_on", "journeys", "segments", "impact_sources")}
     )
-    properties.update({name: array(STRING) for name in ("matched_rules", "misses", "template_errors")})
+    properties.update(
+        {name: array(STRING) for name in ("matched_rules", "misses", "template_errors", "actions")}
+    )
     properties.update(
         fields=STRING_MAP,
         labels=STRING_MAP,

@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 def ensure_token_files(settings: Settings) -> None:
     """Write the webhook and admin tokens the config asks to generate, if they are missing."""
     config = settings.config
-    sources = [("webhook", config.webhook.auth.bearer), ("admin", config.api.bootstrap_admin_token)]
-    for what, source in sources:
-        if source is not None and ensure_generated(source, "rl" if what == "admin" else "rlw"):
+    sources = [
+        ("webhook", config.webhook.auth.bearer, "rlw"),
+        ("admin", config.api.bootstrap_admin_token, "rl"),
+    ]
+    # A generated action credential gives `make run` a token for a local receiver.
+    for name, credential in config.actions.credentials.items():
+        sources.extend((f"action credential {name}", s, "rla") for s in credential.secret_sources())
+    for what, source, prefix in sources:
+        if source is not None and ensure_generated(source, prefix):
             log.info("generated token file", extra={"token": what, "path": str(source.file)})
 
 

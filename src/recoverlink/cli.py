@@ -99,12 +99,14 @@ def serve(
 def worker(
     config_file: str | None, metrics_listen: str | None, no_metrics: bool, parent_pid: int | None
 ) -> None:
-    """Run the outbox worker: impact lookups, impact verification, follow-ups after close."""
+    """Run the outbox worker: impact lookups and verification, ITSM incidents, CX actions, follow-ups."""
+    from recoverlink import bootstrap
     from recoverlink.logs import configure_logging
     from recoverlink.worker_runtime import run_worker
 
     settings = settings_for(config_file)
     configure_logging(settings.config.logging.level)
+    bootstrap.ensure_token_files(settings)  # a generated action credential may not exist yet
     store = store_for(settings)
     check_schema(store, migrate=False)
     listen = None if no_metrics else (metrics_listen or settings.config.worker.metrics_listen)

@@ -3,7 +3,8 @@
 - a new recovery: one `impact.lookup` per impact source of its service;
 - fix deployed: one `impact.verify` per source (one without a source when the service has none,
   which verifies at once: there is nothing to wait for);
-- closed: `recovery.follow_up` at 24 h and 48 h, counting repeat alerts and repeat contacts.
+- closed: `recovery.follow_up` at 24 h and 48 h, counting repeat alerts and repeat contacts;
+- any transition: `action.send` for each CX handoff action it triggers (`action_plan`).
 
 Every caller that commits a transition (ingest, the operator API, the worker, ITSM callbacks) goes
 through `commit_transition`, so no path forgets the jobs a milestone implies.
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from recoverlink import itsm_plan
+from recoverlink import action_plan, itsm_plan
 from recoverlink.config.model import Config
 from recoverlink.domain.alerts import Alert
 from recoverlink.domain.enrichment import Enrichment
@@ -38,7 +39,7 @@ from recoverlink.telemetry import FinishFacts
 IMPACT_LOOKUP = "impact.lookup"
 IMPACT_VERIFY = "impact.verify"
 FOLLOW_UP = "recovery.follow_up"
-JOB_KINDS = (IMPACT_LOOKUP, IMPACT_VERIFY, FOLLOW_UP, *itsm_plan.ITSM_KINDS)
+JOB_KINDS = (IMPACT_LOOKUP, IMPACT_VERIFY, FOLLOW_UP, *itsm_plan.ITSM_KINDS, action_plan.ACTION_SEND)
 FOLLOW_UP_WINDOWS: Mapping[str, timedelta] = {"24h": timedelta(hours=24), "48h": timedelta(hours=48)}
 
 
@@ -133,8 +134,10 @@ def jobs_for_opening(
 
 
 def jobs_after_transition(row: Any, transition: Transition, plan: JobPlan) -> list[NewJob]:
-    """The jobs the milestones this transition stamped call for (ITSM ones: `itsm_plan`)."""
+    """The jobs the milestones this transition stamped call for (ITSM ones: `itsm_plan`, actions:
+    `action_plan`)."""
     jobs: list[NewJob] = itsm_plan.jobs_after_transition(row, transition)
+    jobs.extend(action_plan.jobs_after_transition(row, transition))
     cycle = transition.status.reopen_count
     at = transition.at
     if Milestone.FIX_DEPLOYED in transition.stamped:

@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from recoverlink.action_plan import jobs_at_opening
+from recoverlink.domain.actions import planned_record
 from recoverlink.domain.alerts import Alert, AlertStatus, EpisodeChange, EpisodeDecision
 from recoverlink.domain.correlation import CorrelationDecision, CorrelationOutcome, EpisodeToPlace
 from recoverlink.domain.correlation import open_or_attach_recovery as correlate
@@ -208,11 +210,14 @@ class _Tracker:
             impact_sources=enrichment.impact_sources,
             impact_context=context,
             itsm_system=system,
+            actions=[planned_record(action) for action in enrichment.actions],
         )
         recovery_id = store.open_recovery(self.conn, new, status, self.now)
         if recovery_id is None:
             return None
         self.pending.jobs.extend(jobs_for_opening(recovery_id, enrichment.impact_sources, context, self.now))
+        stamped = owner.stamped if owner is not None else ()
+        self.pending.jobs.extend(jobs_at_opening(recovery_id, new.actions, stamped, self.now))
         if system is not None:
             draft = incident_draft(recovery_id, title, alert, enrichment)
             self.pending.jobs.append(open_job(recovery_id, system, draft_record(draft), self.now))

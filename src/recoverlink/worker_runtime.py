@@ -18,6 +18,9 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from recoverlink.action_jobs import LiveActions, SendAction
+from recoverlink.action_plan import ACTION_SEND
+from recoverlink.adapters.actions import build_action_sender
 from recoverlink.adapters.impact import build_impact_sources
 from recoverlink.adapters.itsm import build_itsm_adapters
 from recoverlink.config.enrichment_loader import LoadedEnrichment
@@ -52,11 +55,15 @@ def job_handlers(
     metrics: Metrics,
     environ: Mapping[str, str],
     itsm: Mapping[str, ItsmAdapter],
+    *,
+    live: LiveEnrichment,
 ) -> dict[str, JobHandler]:
     """The handler of every job kind recoverlink enqueues."""
     plan = JobPlan.from_config(settings.config)
     jobs = ImpactJobs(build_impact_sources(settings.config.impact, environ), plan, metrics)
     incidents = ItsmJobs(itsm, store, plan, metrics)
+    sender = build_action_sender(settings.config.actions, environ)
+    actions = LiveActions(lambda: live.current.enricher.ruleset)
     return {
         IMPACT_LOOKUP: ImpactLookup(jobs),
         IMPACT_VERIFY: ImpactVerify(jobs),
@@ -65,6 +72,7 @@ def job_handlers(
         ITSM_NOTE: UpdateIncident(incidents),
         ITSM_RESOLVE: ResolveIncident(incidents),
         ITSM_REOPEN: ReopenIncident(incidents),
+        ACTION_SEND: SendAction(sender, actions, store, plan, metrics),
     }
 
 
@@ -91,7 +99,7 @@ def build_worker(
         maintenance.append((every.total_seconds(), reconciler.poll))
     return Worker(
         store,
-        job_handlers(settings, store, metrics, environ, itsm),
+        job_handlers(settings, store, metrics, environ, itsm, live=live),
         WorkerOptions.from_config(config.worker),
         metrics,
         clock=clock,

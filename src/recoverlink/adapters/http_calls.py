@@ -1,6 +1,6 @@
 """One outbound HTTP call, and how its failures are classified for the worker.
 
-Impact sources and ITSM adapters go through `Caller`: one session, a timeout, the credentials, no
+Impact sources, ITSM adapters and CX actions go through `Caller`: one session, a timeout, the credentials, no
 redirects, a capped body. Every failure becomes a `DependencyError` of the caller's kind
 (`ImpactSourceError`, `ItsmError`) with a bounded `reason` (a metric label) and `retryable`, like
 Alertmanager's `Retrier.Check`: timeouts, connection errors, 408, 429 and 5xx may pass; other 4xx,
@@ -73,12 +73,16 @@ class Caller:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        data: bytes | None = None,
     ) -> requests.PreparedRequest:
-        """The request exactly as it will be sent; its `url` is what a host check must look at."""
+        """The request exactly as it will be sent; its `url` is what a host check must look at.
+
+        `json_body` is serialised by requests; `data` is a body already encoded (an action's
+        rendered template), sent as it is."""
         all_headers = dict(headers or {})
         if self.authorization is not None:
             all_headers["Authorization"] = self.authorization
-        request = requests.Request(method, url, params=params, headers=all_headers, json=json_body)
+        request = requests.Request(method, url, params=params, headers=all_headers, json=json_body, data=data)
         try:
             return self.session.prepare_request(request)
         except (requests.RequestException, ValueError) as exc:

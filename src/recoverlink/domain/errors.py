@@ -14,7 +14,8 @@ RecoverlinkError
 │   └── ConfigErrors           several of them at once
 ├── DependencyError            a remote dependency failed (retryable, reason)
 │   ├── ImpactSourceError      an impact source (Prometheus, HTTP lookup) failed
-│   └── ItsmError              the ITSM tool (ServiceNow, Jira, Request Tracker) failed
+│   ├── ItsmError              the ITSM tool (ServiceNow, Jira, Request Tracker) failed
+│   └── ActionError            a CX handoff action (agent desktop, messaging, CRM, chat...) failed
 └── StoreUnavailable           503: the store could not commit; the caller should retry
 """
 
@@ -200,6 +201,14 @@ class ItsmError(DependencyError):
     not_json, ...), also the `outcome` of `recoverlink_itsm_requests_total`."""
 
     code = "itsm-failed"
+
+
+class ActionError(DependencyError):
+    """A CX handoff action could not be sent or was refused; `reason` is a bounded label (timeout,
+    connect, http_503, template, host_not_allowed, ...), also the `outcome` of
+    `recoverlink_actions_total`."""
+
+    code = "action-failed"
 
 
 class StoreUnavailable(RecoverlinkError):

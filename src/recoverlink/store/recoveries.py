@@ -52,6 +52,9 @@ class NewRecovery:
     impact_sources: tuple[str, ...] = ()
     impact_context: Mapping[str, Any] = field(default_factory=dict)
     itsm_system: str | None = None  # the ITSM that gets its incident; None: tracked without one
+    # Its CX handoff actions ({"name": "rule/action", "kind", "on"}), from the rules its first alert
+    # matched: which fire at each transition is decided from these, without the rules at hand.
+    actions: Sequence[Mapping[str, Any]] = ()
 
 
 def milestones_record(milestones: Mapping[Milestone, datetime]) -> dict[str, str]:
@@ -96,7 +99,7 @@ _OPEN_COLUMNS = [
     "opened_at", "state_changed_at", "updated_at", "milestones", "owner", "escalation_bounces",
     "reopen_count", "incident_resolved", "incident_closed", "itsm_configured", "resolution_policy",
     "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms", "impact_sources",
-    "impact_context", "impact", "itsm_system",
+    "impact_context", "impact", "itsm_system", "actions",
 ]  # fmt: skip
 _OPEN = upsert(recoveries, _OPEN_COLUMNS, ["open_key"], returning=["id"])
 
@@ -125,6 +128,7 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "impact_context": dict(new.impact_context),
         "impact": {},
         "itsm_system": new.itsm_system,
+        "actions": [dict(action) for action in new.actions],
     }
     row = conn.execute(_OPEN, values).one_or_none()
     return int(row.id) if row else None

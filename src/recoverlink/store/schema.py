@@ -148,7 +148,8 @@ recoveries = Table(
     Column("incident_sequence", BigInteger(), nullable=True),
     # A person set the owner or the impact by hand (recoverlink_recoveries_finished_total).
     Column("manual_lookup", Boolean(), nullable=False, server_default="0"),
-    # The CX handoff actions of the rules that matched its first alert ("rule/action" names).
+    # The CX handoff actions of the rules that matched its first alert: {"name": "rule/action",
+    # "kind", "on": [triggers]} each (domain.actions.planned_record).
     Column("actions", Json, nullable=False, server_default="[]"),
     Index(None, "state", "id"),
     Index(None, "team", "id"),

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from recoverlink.cli import main
+from recoverlink.config.model import Config
 
 RULE = """\
 rules:
@@ -89,3 +92,10 @@ def test_a_credential_holds_exactly_one_kind_of_secret(tmp_path: Path) -> None:
     both = {"bearer": {"env": "A"}, "url": {"env": "B"}}
     code, err = check(tmp_path, "        url: http://desk.internal:8091/b", credentials={"x": both})
     assert code == 1 and "exactly one of 'bearer', 'basic' or 'url'" in err
+
+
+def test_the_action_timeout_must_fit_in_the_lease_once_actions_may_call_anything() -> None:
+    base = {"webhook": {"auth": {"bearer": {"env": "X"}}}, "worker": {"lease": "4s"}}
+    assert Config.model_validate({**base, "actions": {"timeout_seconds": 5}})
+    with pytest.raises(ValidationError, match="action timeout"):
+        Config.model_validate({**base, "actions": {"timeout_seconds": 5, "allowed_hosts": ["desk:1"]}})

@@ -47,6 +47,10 @@ class ActionsConfig(Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     credentials: dict[str, ActionCredential] = Field(default_factory=dict)
 
+    def longest_timeout_seconds(self) -> float:
+        """How long one action call may take; 0 when no host is allowed (no action can call)."""
+        return self.timeout_seconds if self.allowed_hosts else 0.0
+
     @field_validator("credentials")
     @classmethod
     def _credential_names(cls, value: dict[str, ActionCredential]) -> dict[str, ActionCredential]:

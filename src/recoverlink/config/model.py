@@ -210,7 +210,7 @@ class Config(Strict):
         longest = max(
             self.impact.longest_timeout_seconds(),
             self.itsm.longest_timeout_seconds(),
-            self.actions.timeout_seconds,
+            self.actions.longest_timeout_seconds(),
         )
         if self.worker.lease.total_seconds() <= longest:
             raise ValueError(

@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def ensure_token_files(settings: Settings) -> None:
-    """Write the webhook and admin tokens the config asks to generate, if they are missing."""
+    """Write the webhook and admin tokens and the board's session secret the config asks to generate,
+    if they are missing."""
     config = settings.config
     sources = [
         ("webhook", config.webhook.auth.bearer, "rlw"),
         ("admin", config.api.bootstrap_admin_token, "rl"),
+        ("board session secret", config.board.session_secret, "rls"),
     ]
     # A generated action credential gives `make run` a token for a local receiver.
     for name, credential in config.actions.credentials.items():

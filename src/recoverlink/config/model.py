@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from recoverlink.config.actions import ActionsConfig
 from recoverlink.config.base import BasicAuth, SecretSource, Strict, resolve_path
+from recoverlink.config.board import BoardConfig
 from recoverlink.config.durations import Duration
 from recoverlink.config.impact import ImpactConfig
 from recoverlink.config.itsm import ItsmConfig
@@ -202,6 +203,7 @@ class Config(Strict):
     itsm: ItsmConfig = Field(default_factory=ItsmConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    board: BoardConfig = Field(default_factory=BoardConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")

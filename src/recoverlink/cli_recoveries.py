@@ -28,6 +28,7 @@ from recoverlink.store.recovery_queries import (
     load_recovery,
     summary_record,
 )
+from recoverlink.waterfall import format_duration
 
 
 @click.group()
@@ -100,17 +101,6 @@ def recoveries_show(config_file: str | None, recovery_id: int, as_json: bool) ->
     click.echo("\n".join(_recovery_text(detail)))
 
 
-def _duration(seconds: float) -> str:
-    """`0s`, `45s`, `7m 5s`, `1h 2m`, `2d 3h`: the two largest units are enough to compare waits."""
-    rest = int(max(seconds, 0))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, rest = divmod(rest, size)
-        if count or (unit == "s" and not parts):
-            parts.append(f"{count}{unit}")
-    return " ".join(parts[:2])
-
-
 def _recovery_table(items: list[RecoverySummary]) -> str:
     rows = [["ID", "STATE", "PRIO", "TEAM", "SERVICE", "OPENED (UTC)", "FIRING", "TITLE"]]
     for r in items:
@@ -161,8 +151,8 @@ def _milestone_lines(r: RecoverySummary) -> list[str]:
     rows = [["milestones", "at (UTC)", "after previous", "after opened"]]
     previous = r.opened_at
     for name, at in sorted(r.milestones.items(), key=lambda item: item[1]):
-        since_opened = "" if name == "opened" else _duration((at - r.opened_at).total_seconds())
-        after = "" if name == "opened" else _duration((at - previous).total_seconds())
+        since_opened = "" if name == "opened" else format_duration((at - r.opened_at).total_seconds())
+        after = "" if name == "opened" else format_duration((at - previous).total_seconds())
         rows.append([f"  {name}", when(at), after, since_opened])
         previous = at
     return table(rows).splitlines()

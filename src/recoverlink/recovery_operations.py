@@ -52,6 +52,7 @@ OPERATOR_STEPS = frozenset(
     }
 )
 NOTE_MAX_LENGTH = 2000
+MAX_ID = 2**63 - 1  # a BIGINT: a larger id is as unknown as any other
 
 Change = Callable[[Connection, Any, str, datetime], list[Transition]]
 T = TypeVar("T")
@@ -83,6 +84,8 @@ class RecoveryOperations:
         """Lock the row, apply `change`, `read` the result in the same transaction; then observe metrics.
 
         Raises NotFound for an unknown recovery, and whatever the change refuses (409, 400)."""
+        if not 1 <= recovery_id <= MAX_ID:
+            raise NotFound(f"recovery {recovery_id} not found")
         with self.store.write() as conn:
             row = store.load_row(conn, recovery_id, for_update=True)
             if row is None:

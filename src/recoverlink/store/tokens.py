@@ -37,3 +37,14 @@ def find_token(conn: Connection, token: str) -> TokenInfo | None:
         )
     ).one_or_none()
     return TokenInfo(row.id, row.name, Role(row.role)) if row else None
+
+
+def token_by_id(conn: Connection, token_id: int) -> TokenInfo | None:
+    """The live token with this id: a board session holds the id, never the token, and a revoked
+    token ends its sessions at their next request."""
+    row = conn.execute(
+        select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role).where(
+            api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    return TokenInfo(row.id, row.name, Role(row.role)) if row else None

@@ -24,9 +24,21 @@ from recoverlink.recovery_jobs import JobPlan
 from recoverlink.reload import ConfigFollower, LiveEnrichment
 from recoverlink.store.engine import Store, StoreOptions, open_store
 from recoverlink.telemetry import Metrics
-from recoverlink.web import api, itsm_callbacks, jobs_api, ops, recoveries_api, webhook
+from recoverlink.web import (
+    api,
+    board,
+    board_actions,
+    board_session,
+    itsm_callbacks,
+    jobs_api,
+    ops,
+    recoveries_api,
+    status_page,
+    webhook,
+)
 from recoverlink.web.credentials import WebhookCredentials
 from recoverlink.web.errors import register_error_handlers
+from recoverlink.web.pages import install_templates
 from recoverlink.web.runtime import EXTENSION, ItsmRuntime, Runtime
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -75,9 +87,19 @@ def create_app(
     app.extensions[EXTENSION] = rt
     for blueprint in (webhook.bp, ops.bp, api.bp, recoveries_api.bp, jobs_api.bp, itsm_callbacks.bp):
         app.register_blueprint(blueprint)
+    _add_pages(app, settings, environ or os.environ)
     register_error_handlers(app)
     _instrument(app, rt)
     return app
+
+
+def _add_pages(app: Flask, settings: Settings, environ: Mapping[str, str]) -> None:
+    """The board, its sign-in and forms, and the status page: HTML with their own session cookie."""
+    board_session.configure_sessions(app, settings.config.board, environ)
+    install_templates(app)
+    pages = (board.bp, board_actions.bp, board_session.bp, status_page.bp, status_page.json_bp)
+    for blueprint in pages:
+        app.register_blueprint(blueprint)
 
 
 def itsm_runtime(

@@ -1,15 +1,20 @@
-"""One place that turns errors into JSON answers: never a traceback, never HTML from the API."""
+"""One place that turns errors into JSON answers: never a traceback, never HTML from the API.
+
+The HTML pages (board, status page) answer with error pages of their own (`pages.html_blueprint`);
+a URL under them that matches no route gets one here."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from recoverlink.domain.errors import InputError, StateConflict, StoreUnavailable
 from recoverlink.logs import request_id
+from recoverlink.web.pages import http_error_page, is_page_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,9 @@ def register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> Response:
+    def _http(exc: HTTPException) -> BaseResponse:
+        if request.blueprint is None and is_page_path(request.path):  # e.g. /board/no-such-page
+            return http_error_page(exc)
         code = (exc.name or "error").lower().replace(" ", "-")
         response = _answer(exc.code or 500, error_body(code, exc.description or code))
         for name in ("Allow", "Retry-After"):

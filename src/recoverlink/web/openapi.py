@@ -502,6 +502,22 @@ def _paths() -> dict[str, Schema]:
                 "responses": _responses(ref("RecoveryDetail"), operator, "400", "401", "403", "404", "409"),
             },
         },
+        "/api/v1/recoveries/{recovery_id}/postmortem.md": {
+            "parameters": [ID_PARAMETER],
+            "get": {
+                "operationId": "draftPostmortem",
+                "summary": "A postmortem draft in Markdown: timeline, impact, owners, incident, actions, "
+                "the latency breakdown, and open questions left blank",
+                "responses": {
+                    "200": {
+                        "description": viewer,
+                        "content": {"text/markdown": {"schema": {"type": "string"}}},
+                    },
+                    **{code: _json(ref("Error"), _ERRORS[code]) for code in ("401", "403", "404")},
+                    "default": _json(ref("Error"), "any other error, in the same shape"),
+                },
+            },
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

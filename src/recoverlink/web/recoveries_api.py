@@ -24,7 +24,9 @@ from recoverlink.domain.errors import NotFound, PayloadInvalid
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import RecoveryState
 from recoverlink.domain.tokens import Role
-from recoverlink.recovery_operations import TEXT_FIELDS, Change, RecoveryOperations, moving, patching
+from recoverlink.postmortem import draft_postmortem
+from recoverlink.recovery_operations import TEXT_FIELDS, Change, moving, patching
+from recoverlink.store.board_queries import load_board_recovery
 from recoverlink.store.recovery_queries import (
     RecoveryFilter,
     detail_record,
@@ -35,6 +37,7 @@ from recoverlink.store.recovery_queries import (
 from recoverlink.store.tokens import TokenInfo
 from recoverlink.web import openapi
 from recoverlink.web.auth import require_role
+from recoverlink.web.pages import markdown_response
 from recoverlink.web.runtime import runtime
 
 bp = Blueprint("recoveries", __name__, url_prefix="/api/v1")
@@ -226,6 +229,21 @@ def patch_view(recovery_id: int) -> Response:
     return _write(recovery_id, patching(runtime().jobs, body.owner, texts))
 
 
+@bp.get("/recoveries/<int:recovery_id>/postmortem.md")
+@require_role(Role.VIEWER)
+def postmortem_view(recovery_id: int) -> Response:
+    """A postmortem draft in Markdown from the recovery record, open questions left for people."""
+    _exists(recovery_id)
+    rt = runtime()
+    stale_after = rt.enrichment.current.enricher.ruleset.defaults.stale_after
+    with rt.store.read() as conn:
+        found = load_board_recovery(conn, recovery_id, now=rt.clock(), default_stale_after=stale_after)
+    if found is None:
+        raise NotFound(f"recovery {recovery_id} not found")
+    text = draft_postmortem(found.detail, found.context, rt.clock())
+    return markdown_response(text, f"recovery-{recovery_id}-postmortem.md")
+
+
 @bp.get("/openapi.json")
 def openapi_view() -> Response:
     """The OpenAPI document of /api/v1; no token needed. It lists the owner teams PATCH accepts."""
@@ -250,16 +268,10 @@ def _detail(conn: Connection, recovery_id: int) -> dict[str, Any]:
     return detail_record(detail)
 
 
-def operations() -> RecoveryOperations:
-    """The operator flow over this app's store, metrics and job plan."""
-    rt = runtime()
-    return RecoveryOperations(rt.store, rt.metrics, rt.jobs)
-
-
 def _write(recovery_id: int, change: Change) -> Response:
     """Apply `change` as the token's holder; answer with the recovery as committed."""
     token: TokenInfo = g.token
-    applied = operations().apply(
+    applied = runtime().operations.apply(
         recovery_id, token.name, runtime().clock(), change, lambda conn: _detail(conn, recovery_id)
     )
     return jsonify(applied.answer)

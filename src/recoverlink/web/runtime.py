@@ -13,6 +13,7 @@ from recoverlink.domain.alerts import AlertPolicy
 from recoverlink.domain.itsm import ItsmAdapter
 from recoverlink.itsm_changes import ChangeRules
 from recoverlink.recovery_jobs import JobPlan
+from recoverlink.recovery_operations import RecoveryOperations
 from recoverlink.reload import LiveEnrichment
 from recoverlink.store.engine import Store
 from recoverlink.telemetry import Metrics
@@ -41,6 +42,11 @@ class Runtime:
     clock: Callable[[], datetime]
     jobs: JobPlan
     itsm: ItsmRuntime = field(default_factory=ItsmRuntime)
+
+    @property
+    def operations(self) -> RecoveryOperations:
+        """The operator flow over this app's store, metrics and job plan (the API's and the board's)."""
+        return RecoveryOperations(self.store, self.metrics, self.jobs)
 
 
 def runtime() -> Runtime:

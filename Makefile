@@ -22,7 +22,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/recoverlink serve --config $(CONFIG) --migrate
 
 test: $(VENV)/.installed-dev
-	scripts/ensure-debian-packages prometheus prometheus-alertmanager
+	scripts/ensure-debian-packages prometheus prometheus-alertmanager chromium chromium-driver
 	scripts/ensure-request-tracker
 	$(BIN)/pytest
 

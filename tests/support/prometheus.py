@@ -90,10 +90,12 @@ def running_prometheus(
     scrape_interval: str = "1s",
     extra_config: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    wait_for_targets: bool = True,
 ) -> Iterator[Prometheus]:
     """Prometheus scraping `targets` (host:port) every `scrape_interval`, with its files in `directory`.
 
-    `extra_config` is merged into the top level of prometheus.yml (rule_files, alerting, ...).
+    `extra_config` is merged into the top level of prometheus.yml (rule_files, alerting, its own
+    scrape_configs, ...). Without `wait_for_targets` it only waits until Prometheus is ready.
     """
     config_path = _write_config(directory, targets, job, scrape_interval, extra_config or {})
     port = free_port()
@@ -108,6 +110,9 @@ def running_prometheus(
         "prometheus", argv, log_dir=directory / "logs", ready_url=f"{url}/-/ready", env=env
     ) as process:
         prometheus = Prometheus(url=url, process=process)
+        if not wait_for_targets:
+            yield prometheus
+            return
         wait_until(
             lambda: _all_targets_up(prometheus, len(targets)),
             timeout=20,

@@ -20,9 +20,11 @@ from sqlalchemy import (
     Integer,
     String,
     TextClause,
+    and_,
     bindparam,
     column,
     func,
+    not_,
     select,
     text,
     update,
@@ -384,12 +386,17 @@ class Backlog:
 
 
 def backlog(conn: Connection, now: datetime) -> Backlog:
-    """What `recoverlink_outbox_jobs` and `recoverlink_outbox_oldest_due_job_age_seconds` show."""
+    """What `recoverlink_outbox_jobs` and `recoverlink_outbox_oldest_due_job_age_seconds` show.
+
+    A job scheduled for later (a follow-up in 24 h, the next impact look) is not backlog until it is
+    due; a job waiting to retry is, as `retrying`."""
     failed = _J.last_error.is_not(None).label("failed")
     open_states = [*CLAIMABLE, JobState.DEAD.value]
+    at = to_db_time(now)
+    scheduled = and_(_J.state == JobState.PENDING.value, _J.last_error.is_(None), _J.due_at > at)
     query = (
         select(_J.kind, _J.state, failed, func.count())
-        .where(_J.state.in_(open_states))
+        .where(_J.state.in_(open_states), not_(scheduled))
         .group_by(_J.kind, _J.state, failed)
     )
     counts: dict[tuple[str, BacklogState], int] = {}
@@ -397,7 +404,6 @@ def backlog(conn: Connection, now: datetime) -> Backlog:
         label = backlog_state(JobState(state), bool(has_failed))
         if label is not None:
             counts[(kind, label)] = counts.get((kind, label), 0) + int(count)
-    at = to_db_time(now)
     oldest = conn.execute(
         select(_J.kind, func.min(_J.due_at)).where(_J.state.in_(CLAIMABLE), _J.due_at <= at).group_by(_J.kind)
     )

@@ -29,11 +29,9 @@ from recoverlink.domain.recovery_state import (
     RecoveryEvent,
     RecoveryEventKind,
     TransitionSource,
-    apply_event,
-    refusal,
 )
 from recoverlink.domain.rules import RuleSet
-from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts
+from recoverlink.recovery_jobs import JobPlan, apply_and_commit
 from recoverlink.store import recoveries as store
 from recoverlink.store.common import from_db_time
 from recoverlink.store.engine import Store
@@ -165,16 +163,7 @@ class SendAction:
             return []
         evidence = {"action": action.ref, "kind": action.kind.value, "trigger": str(job.payload["trigger"])}
         event = RecoveryEvent(RecoveryEventKind.CX_UPDATED, SOURCE, evidence)
-        status = store.status_of(row)
-        if refusal(status, event) is not None:
-            return []
-        transition = apply_event(status, event, now)
-        if not transition.changed:
-            return []
-        commit_transition(conn, row, transition, ACTOR, self.plan)
-        team, priority, service = row.team, row.priority, row.service
-        finish = finish_facts(row, transition)
-        return [lambda: self.metrics.transition_observed(transition, team, priority, service, finish)]
+        return apply_and_commit(conn, row, event, now, actor=ACTOR, plan=self.plan, metrics=self.metrics)
 
     def record_failure(
         self, conn: Connection, job: ClaimedJob, failure: JobFailure, final: bool, now: datetime

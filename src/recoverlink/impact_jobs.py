@@ -26,10 +26,8 @@ from recoverlink.domain.recovery_state import (
     RecoveryEventKind,
     RecoveryState,
     TransitionSource,
-    apply_event,
-    refusal,
 )
-from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts, lookup_job, verify_job
+from recoverlink.recovery_jobs import JobPlan, apply_and_commit, lookup_job, verify_job
 from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
 from recoverlink.store.outbox import ClaimedJob
@@ -74,18 +72,11 @@ class ImpactJobs:
             )
         return assess(source.read(render_context(job, now)), source.thresholds)
 
-    def transition(self, conn: Connection, row: Any, event: RecoveryEvent, now: datetime) -> list[Any]:
+    def transition(
+        self, conn: Connection, row: Any, event: RecoveryEvent, now: datetime
+    ) -> list[Callable[[], None]]:
         """Apply a worker event if the recovery takes it; the observations to make after commit."""
-        status = store.status_of(row)
-        if refusal(status, event) is not None:
-            return []
-        transition = apply_event(status, event, now)
-        if not transition.changed:
-            return []
-        commit_transition(conn, row, transition, ACTOR, self.plan)
-        team, priority, service = row.team, row.priority, row.service
-        finish = finish_facts(row, transition)
-        return [lambda: self.metrics.transition_observed(transition, team, priority, service, finish)]
+        return apply_and_commit(conn, row, event, now, actor=ACTOR, plan=self.plan, metrics=self.metrics)
 
 
 def _entry(row: Any, source: str) -> dict[str, Any]:

@@ -25,11 +25,9 @@ from recoverlink.domain.recovery_state import (
     RecoveryEvent,
     RecoveryEventKind,
     TransitionSource,
-    apply_event,
-    refusal,
 )
 from recoverlink.domain.rules import ResolutionPolicy
-from recoverlink.recovery_jobs import JobPlan, commit_transition, finish_facts
+from recoverlink.recovery_jobs import JobPlan, apply_and_commit
 from recoverlink.store import incidents
 from recoverlink.store import recoveries as store
 from recoverlink.store.engine import Store
@@ -114,16 +112,7 @@ class ItsmJobs:
         self, conn: Connection, row: Any, event: RecoveryEvent, now: datetime
     ) -> list[Callable[[], None]]:
         """Apply an event if the recovery takes it; what to observe once committed."""
-        status = store.status_of(row)
-        if refusal(status, event) is not None:
-            return []
-        transition = apply_event(status, event, now)
-        if not transition.changed:
-            return []
-        commit_transition(conn, row, transition, ACTOR, self.plan)
-        team, priority, service = row.team, row.priority, row.service
-        finish = finish_facts(row, transition)
-        return [lambda: self.metrics.transition_observed(transition, team, priority, service, finish)]
+        return apply_and_commit(conn, row, event, now, actor=ACTOR, plan=self.plan, metrics=self.metrics)
 
 
 def _audit(conn: Connection, recovery_id: int, kind: str, details: Mapping[str, Any], now: datetime) -> None:

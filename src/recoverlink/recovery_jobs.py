@@ -12,7 +12,7 @@ through `commit_transition`, so no path forgets the jobs a milestone implies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,15 +26,18 @@ from recoverlink.domain.enrichment import Enrichment
 from recoverlink.domain.impact import impact_summary
 from recoverlink.domain.recovery_state import (
     Milestone,
+    RecoveryEvent,
     RecoveryEventKind,
     RecoveryState,
     Transition,
     TransitionSource,
+    apply_event,
+    refusal,
 )
 from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
 from recoverlink.store.outbox import NewJob
-from recoverlink.telemetry import FinishFacts
+from recoverlink.telemetry import FinishFacts, Metrics
 
 IMPACT_LOOKUP = "impact.lookup"
 IMPACT_VERIFY = "impact.verify"
@@ -162,6 +165,31 @@ def jobs_after_transition(row: Any, transition: Transition, plan: JobPlan) -> li
             key = f"{FOLLOW_UP}/{row.id}/{cycle}/{window}"
             jobs.append(NewJob(FOLLOW_UP, key, payload, at + length, row.id))
     return jobs
+
+
+def apply_and_commit(
+    conn: Connection,
+    row: Any,
+    event: RecoveryEvent,
+    now: datetime,
+    *,
+    actor: str,
+    plan: JobPlan,
+    metrics: Metrics,
+) -> list[Callable[[], None]]:
+    """Apply an event the recovery may refuse (the worker's and the ITSM's: an expected outcome,
+    not an error), commit it with its jobs, and return the metric observations to make once the
+    transaction committed."""
+    status = store.status_of(row)
+    if refusal(status, event) is not None:
+        return []
+    transition = apply_event(status, event, now)
+    if not transition.changed:
+        return []
+    commit_transition(conn, row, transition, actor, plan)
+    team, priority, service = row.team, row.priority, row.service
+    finish = finish_facts(row, transition)
+    return [lambda: metrics.transition_observed(transition, team, priority, service, finish)]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from recoverlink.config.enrichment_loader import LoadedEnrichment
 from recoverlink.domain.tokens import Role
-from recoverlink.store.engine import Store
+from recoverlink.store.engine import Store, StoreOptions, make_engine
 from recoverlink.web import create_app
 from recoverlink.web.pages import CONTENT_SECURITY_POLICY
 from tests.conftest import FakeClock
@@ -284,3 +284,21 @@ def test_without_a_session_secret_nobody_can_sign_in_but_a_public_board_reads(
     page = client.get("/board/sign-in").get_data(as_text=True)
     assert "Signing in is off: <code>board.session_secret</code> is not configured." in page
     assert client.post("/board/sign-in", data={"token": "x", "csrf_token": ""}).status_code == 403
+
+
+@pytest.mark.postgres
+def test_a_store_that_is_down_gets_an_html_503_page_even_for_a_signed_in_reader(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/none"  # port 1 refuses: the store is down
+    store = Store(make_engine(url, StoreOptions(connect_timeout_seconds=1)))
+    settings = board_settings(tmp_path, url, public=True)
+    app = create_app(
+        settings, store=store, registry=CollectorRegistry(), environ={}, enrichment=catalog_only_enrichment()
+    )
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["token_id"] = 1  # a sign-in whose token cannot be read now
+    for page in ("/board", "/board/recoveries/1", "/status"):
+        response = client.get(page)
+        assert (response.status_code, response.mimetype) == (503, "text/html"), page
+        assert "503: store-unavailable" in response.get_data(as_text=True)
+        assert response.headers["Retry-After"] == "5"

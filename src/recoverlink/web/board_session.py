@@ -51,7 +51,8 @@ def configure_sessions(app: Flask, config: BoardConfig, environ: Mapping[str, st
     )
     if config.session_secret is not None:
         app.secret_key = read_secret(config.session_secret, environ, "board session secret")
-    app.context_processor(lambda: {"viewer": current_viewer(), "csrf_token": csrf_token})
+    # Functions, not values: an error page (the store down) must render without asking the store.
+    app.context_processor(lambda: {"current_viewer": current_viewer, "csrf_token": csrf_token})
 
 
 def sign_in_enabled() -> bool:

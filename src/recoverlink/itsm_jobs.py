@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from opentelemetry import trace
 from sqlalchemy import Connection
 
 from recoverlink.domain.catalog import ItsmRouting
@@ -36,6 +37,7 @@ from recoverlink.telemetry import Metrics
 from recoverlink.worker import Deferred, Recorded, Recorder
 
 T = TypeVar("T")
+_TRACER = trace.get_tracer("recoverlink.itsm")
 ACTOR = "worker"
 PENDING_RETRY_SECONDS = 15.0  # how often a note waits for its incident to exist
 # A note or resolve still waiting after this long gives up: its incident will never exist.
@@ -50,13 +52,17 @@ def metered_call(metrics: Metrics, adapter: ItsmAdapter, operation: str, call: C
     """Make one ITSM call, counted and timed by outcome (success, or the error's reason)."""
     started = time.perf_counter()
     outcome = "success"
-    try:
-        return call()
-    except ItsmError as exc:
-        outcome = exc.reason
-        raise
-    finally:
-        metrics.itsm_called(adapter.name, operation, outcome, time.perf_counter() - started)
+    with _TRACER.start_as_current_span(
+        f"itsm.{operation}", attributes={"recoverlink.itsm": adapter.name}
+    ) as span:
+        try:
+            return call()
+        except ItsmError as exc:
+            outcome = exc.reason
+            span.set_attribute("recoverlink.outcome", outcome)
+            raise
+        finally:
+            metrics.itsm_called(adapter.name, operation, outcome, time.perf_counter() - started)
 
 
 def draft_record(draft: IncidentDraft) -> dict[str, Any]:

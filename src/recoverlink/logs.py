@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, with the request id of the request being served."""
+"""Structured logs: one JSON object per line, with the request id of the request being served and,
+when tracing is on, the trace and span id of the current span."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 request_id: ContextVar[str | None] = ContextVar("recoverlink_request_id", default=None)
 
@@ -28,6 +31,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid is not None:
             entry["request_id"] = rid
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

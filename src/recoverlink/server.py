@@ -161,14 +161,16 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
 
     def load(self) -> Any:
         from recoverlink.logs import configure_logging
+        from recoverlink.tracing import configure_tracing
         from recoverlink.web import create_app
 
         configure_logging(self.settings.config.logging.level)
+        provider = configure_tracing(os.environ, "web")
         # A worker (re)booting while the files on disk are broken must not take the server down:
         # it starts with the catalog and rules the master validated (inherited across the fork),
         # then follows announced versions like every other process.
         current = self.enrichment.current if self.enrichment is not None else None
-        return create_app(self.settings, enrichment=current, follow_config=True)
+        return create_app(self.settings, enrichment=current, follow_config=True, tracer_provider=provider)
 
 
 def serve(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection
 
 from recoverlink.config.model import WorkerConfig
@@ -30,6 +32,8 @@ from recoverlink.telemetry import Metrics
 from recoverlink.wakeup import Waiter, waiter_for
 
 log = logging.getLogger(__name__)
+# The process's provider (tracing.configure_tracing); a no-op one when tracing is off.
+_TRACER = trace.get_tracer("recoverlink.worker")
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,24 @@ class Worker:
     # --- one job -----------------------------------------------------------------------------
 
     def run_job(self, job: ClaimedJob) -> None:
-        """Run one claimed job to an outcome: done, retry later, deferred, or dead."""
+        """Run one claimed job to an outcome: done, retry later, deferred, or dead; traced as a child
+        of the trace that enqueued it (`worker.run_job`), when tracing is on."""
+        parent = propagate.extract(
+            {k: str(v) for k, v in job.payload.items() if k in ("traceparent", "tracestate")}
+        )
+        attributes: dict[str, str | int] = {
+            "recoverlink.job_id": job.id,
+            "recoverlink.job_kind": job.kind,
+            "recoverlink.attempt": job.attempts,
+        }
+        if job.recovery_id is not None:
+            attributes["recoverlink.recovery_id"] = job.recovery_id
+        with _TRACER.start_as_current_span(
+            "worker.run_job", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        ):
+            self._run_job(job)
+
+    def _run_job(self, job: ClaimedJob) -> None:
         handler = self.handlers.get(job.kind)
         if handler is None:
             failure = JobFailure(f"no handler for job kind {job.kind!r}", "unknown_kind", retryable=False)

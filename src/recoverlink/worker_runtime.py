@@ -38,6 +38,7 @@ from recoverlink.stale_episodes import stale_sweep
 from recoverlink.store.engine import Store
 from recoverlink.store_gauges import OutboxGauges, RecoveryStateGauge
 from recoverlink.telemetry import Metrics, multiprocess_dir
+from recoverlink.tracing import configure_tracing, flush, instrument_engine
 from recoverlink.worker import JobHandler, Worker, WorkerOptions
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ def run_worker(
     """Run until SIGTERM or SIGINT (or until the parent process is gone, when one is named)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.config.metrics.max_services)
+    provider = configure_tracing(environ, "worker")
+    if provider is not None:
+        instrument_engine(store.engine, provider)
     stop = threading.Event()
     _stop_on_signals(stop)
     if parent_pid is not None:
@@ -138,6 +142,7 @@ def run_worker(
     finally:
         follower.stop()
         store.dispose()
+        flush(provider)
 
 
 def _valid_enrichment(settings: Settings, stop: threading.Event) -> LoadedEnrichment | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import propagate
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -104,6 +105,14 @@ class JobRecord:
     finished_at: datetime | None
 
 
+def trace_carrier() -> dict[str, str]:
+    """The current trace context (`traceparent`), kept in each job so its run joins the trace of the
+    change that caused it; empty when no trace is being recorded."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+
+
 _ENQUEUE_COLUMNS = [
     "kind", "idempotency_key", "recovery_id", "payload", "state", "priority", "due_at", "attempts",
     "max_attempts", "created_at", "updated_at",
@@ -120,12 +129,13 @@ def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempt
     if not jobs:
         return
     at = to_db_time(now)
+    carrier = trace_carrier()
     rows = [
         {
             "kind": job.kind,
             "idempotency_key": job.idempotency_key,
             "recovery_id": job.recovery_id,
-            "payload": dict(job.payload),
+            "payload": {**job.payload, **carrier},
             "state": JobState.PENDING.value,
             "priority": job.priority,
             "due_at": to_db_time(job.due_at),

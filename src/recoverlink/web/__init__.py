@@ -9,8 +9,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from flask import Flask, Response, g, request
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from recoverlink import tracing
 from recoverlink.adapters.itsm import build_itsm_adapters
 from recoverlink.config.enrichment_loader import LoadedEnrichment, load_enrichment
 from recoverlink.config.itsm import ItsmConfig
@@ -58,6 +60,7 @@ def create_app(
     enrichment: LoadedEnrichment | None = None,
     follow_config: bool = False,
     itsm_adapters: Mapping[str, ItsmAdapter] | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Flask:
     """Build the app for `settings`; tests pass their own store, registry, clock, enrichment and
     ITSM adapters.
@@ -90,6 +93,9 @@ def create_app(
     _add_pages(app, settings, environ or os.environ)
     register_error_handlers(app)
     _instrument(app, rt)
+    if tracer_provider is not None:
+        tracing.instrument_flask(app, tracer_provider)
+        tracing.instrument_engine(rt.store.engine, tracer_provider)
     return app
 
 

@@ -4,6 +4,7 @@ live updates fetch, who may read, escaping of hostile alert text, security heade
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from recoverlink.domain.tokens import Role
 from recoverlink.store.engine import Store, StoreOptions, make_engine
 from recoverlink.web import create_app
 from recoverlink.web.pages import CONTENT_SECURITY_POLICY
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, bearer, fixture_body
 from tests.integration.test_recoveries_api import Recoveries
 from tests.support.board import Agent, alert_payload, board_settings, catalog_only_enrichment
 
@@ -282,7 +283,7 @@ def test_without_a_session_secret_nobody_can_sign_in_but_a_public_board_reads(
     client = board_app(tmp_path, store, clock, loaded, public=True, session_secret=None).test_client()
     assert client.get("/board").status_code == 200
     page = client.get("/board/sign-in").get_data(as_text=True)
-    assert "Signing in is off: <code>board.session_secret</code> is not configured." in page
+    assert "Signing in is off: board.session_secret is not configured." in page
     assert client.post("/board/sign-in", data={"token": "x", "csrf_token": ""}).status_code == 403
 
 
@@ -302,3 +303,19 @@ def test_a_store_that_is_down_gets_an_html_503_page_even_for_a_signed_in_reader(
         assert (response.status_code, response.mimetype) == (503, "text/html"), page
         assert "503: store-unavailable" in response.get_data(as_text=True)
         assert response.headers["Retry-After"] == "5"
+
+
+def test_an_unreadable_session_secret_turns_sign_in_off_but_ingest_keeps_serving(
+    tmp_path: Path, store: Store, clock: FakeClock, loaded: LoadedEnrichment, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = {"file": str(tmp_path / "no-such.secret"), "generate": True}
+    with caplog.at_level(logging.ERROR):
+        client = board_app(tmp_path, store, clock, loaded, session_secret=missing).test_client()
+    assert "board sign-in is off" in caplog.text
+    page = client.get("/board/sign-in").get_data(as_text=True)
+    assert "Signing in is off: board.session_secret cannot be read (the server log says why)." in page
+    assert client.get("/board").status_code == 303, "still private: nobody can read it now"
+    delivered = client.post(
+        "/webhook/alertmanager", data=fixture_body("firing_single.json"), headers=bearer()
+    )
+    assert delivered.status_code == 200

@@ -10,6 +10,7 @@ The JSON API never reads this cookie: it takes bearer tokens only, so the cookie
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from functools import wraps
@@ -19,9 +20,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from recoverlink.config.base import SecretSource
 from recoverlink.config.board import BoardConfig
 from recoverlink.config.secrets import read_secret
-from recoverlink.domain.errors import Forbidden
+from recoverlink.domain.errors import ConfigErrors, Forbidden
 from recoverlink.domain.tokens import Role
 from recoverlink.store.tokens import TokenInfo, find_token, token_by_id
 from recoverlink.web.pages import html_blueprint, is_page_path, secure_headers
@@ -33,6 +35,8 @@ P = ParamSpec("P")
 SESSION_COOKIE = "recoverlink_session"
 CSRF_FIELD = "csrf_token"
 TOKEN_MAX_LENGTH = 512
+SIGN_IN_OFF = "RECOVERLINK_BOARD_SIGN_IN_OFF"  # app.config: why nobody can sign in, or None
+log = logging.getLogger(__name__)
 _TOKEN_ID, _CSRF = "token_id", "csrf"
 
 
@@ -49,10 +53,23 @@ def configure_sessions(app: Flask, config: BoardConfig, environ: Mapping[str, st
         SESSION_COOKIE_SECURE=config.secure_cookie,
         PERMANENT_SESSION_LIFETIME=config.session_lifetime,
     )
+    app.config[SIGN_IN_OFF] = "board.session_secret is not configured"
     if config.session_secret is not None:
-        app.secret_key = read_secret(config.session_secret, environ, "board session secret")
+        _read_session_secret(app, config.session_secret, environ)
     # Functions, not values: an error page (the store down) must render without asking the store.
     app.context_processor(lambda: {"current_viewer": current_viewer, "csrf_token": csrf_token})
+
+
+def _read_session_secret(app: Flask, source: SecretSource, environ: Mapping[str, str]) -> None:
+    """Degrade, don't drop: a secret that cannot be read turns sign-in off (logged, and said on the
+    sign-in page) but never stops the webhook and the API from serving."""
+    try:
+        app.secret_key = read_secret(source, environ, "board session secret")
+    except ConfigErrors as exc:
+        log.error("board sign-in is off: the session secret cannot be read", extra={"error": str(exc)})
+        app.config[SIGN_IN_OFF] = "board.session_secret cannot be read (the server log says why)"
+    else:
+        app.config[SIGN_IN_OFF] = None
 
 
 def sign_in_enabled() -> bool:
@@ -188,6 +205,7 @@ def _sign_in_form(status: int, error: str | None = None) -> Response:
     body = render_template(
         "sign_in.html",
         enabled=sign_in_enabled(),
+        off_because=current_app.config.get(SIGN_IN_OFF),
         error=error,
         next=safe_next(request.values.get("next")),
     )

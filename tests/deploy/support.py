@@ -63,11 +63,6 @@ def materialize(root: Path, mounts: Mapping[str, Path]) -> None:
             shutil.copyfile(source, destination)
 
 
-def under(root: Path, path: Path) -> Path:
-    """`path` as seen inside a container whose files were materialized under `root`."""
-    return path if path.is_relative_to(root) else root / path.relative_to("/")
-
-
 def secret_sources(model: Any) -> Iterator[SecretSource]:
     """Every secret source anywhere in a config model."""
     if isinstance(model, SecretSource):

@@ -15,6 +15,7 @@ from recoverlink.config.yamlfile import load_yaml
 from recoverlink.domain.errors import ConfigError, ConfigErrors
 from recoverlink.domain.rules import Rule
 from recoverlink.rule_testing import load_tests
+from recoverlink.secret_scan import config_warnings, rule_warnings
 
 
 def _impact_sources(config: Config, name: str) -> int:
@@ -27,6 +28,19 @@ def _impact_sources(config: Config, name: str) -> int:
 
 def _actions(rules: Sequence[Rule]) -> int:
     return sum(len(rule.actions) for rule in rules)
+
+
+def secret_warnings(path: Path) -> list[str]:
+    """Secrets written into a config or rule file that already validated (`secret_scan`)."""
+    node = load_yaml(path)
+    keys = set(node) if isinstance(node, dict) else set()
+    if "webhook" in keys:
+        config = load_config(path)
+        rules = load_enrichment(config, path.parent, str(path)).enricher.ruleset.rules
+        return config_warnings(config, str(path)) + rule_warnings(rules)
+    if "rules" in keys:
+        return rule_warnings(load_rule_files([path], TemplateCompiler()))
+    return []
 
 
 def check_file(path: Path) -> str:

@@ -14,12 +14,12 @@ import click
 
 from recoverlink import cli_operations, cli_recoveries
 from recoverlink.adapters.alertmanager import alerts_for_explain, decode_body
-from recoverlink.checking import check_file
+from recoverlink.checking import check_file, secret_warnings
 from recoverlink.cli_common import check_schema, config_option, log, reports_errors, settings_for, store_for
 from recoverlink.config.enrichment_loader import LoadedEnrichment, expand, load_enrichment
 from recoverlink.config.loader import Settings, config_path_from
 from recoverlink.config.secrets import new_token
-from recoverlink.domain.errors import ConfigError, ConfigErrors, PayloadInvalid
+from recoverlink.domain.errors import ConfigError, ConfigErrors, NotFound, PayloadInvalid
 from recoverlink.domain.tokens import Role
 from recoverlink.explain import explain_alerts, render_text
 from recoverlink.rule_testing import load_tests, run_test
@@ -179,6 +179,40 @@ def tokens_create(config_file: str | None, role: str, name: str | None) -> None:
     click.echo(f"created {role} token {label!r}; it is shown only this once", err=True)
 
 
+@tokens.command("list")
+@config_option
+@reports_errors
+def tokens_list(config_file: str | None) -> None:
+    """Every token's id, name, role and whether it is revoked (tokens themselves are never stored)."""
+    from recoverlink.store.tokens import list_tokens
+
+    store = store_for(settings_for(config_file))
+    check_schema(store, migrate=False)
+    with store.read() as conn:
+        records = list_tokens(conn)
+    for t in records:
+        revoked = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}Z" if t.revoked_at else "live"
+        click.echo(f"{t.id}\t{t.role.value}\t{t.name}\t{revoked}")
+
+
+@tokens.command("revoke")
+@config_option
+@click.argument("name_or_id")
+@reports_errors
+def tokens_revoke(config_file: str | None, name_or_id: str) -> None:
+    """Revoke the live token(s) with this name or id; requests and board sessions with it end at once."""
+    from recoverlink.store.tokens import revoke_token
+
+    store = store_for(settings_for(config_file))
+    check_schema(store, migrate=False)
+    with store.write() as conn:
+        revoked = revoke_token(conn, name_or_id, datetime.now(UTC))
+    if not revoked:
+        raise NotFound(f"no live token named or numbered {name_or_id!r} (see `recoverlink tokens list`)")
+    for t in revoked:
+        click.echo(f"revoked {t.role.value} token {t.name!r} (id {t.id})")
+
+
 def _enrichment(config_file: str | None) -> tuple[Settings, LoadedEnrichment]:
     settings = settings_for(config_file)
     loaded = load_enrichment(settings.config, settings.config_path.parent, str(settings.config_path))
@@ -202,6 +236,9 @@ def check(config_file: str | None, paths: tuple[Path, ...]) -> None:
             click.echo(f"SUCCESS: {check_file(path)}")
         except ConfigErrors as exc:
             errors.extend(exc.errors)
+            continue
+        for warning in secret_warnings(path):
+            click.echo(f"WARNING: {warning}", err=True)
     if errors:
         raise ConfigErrors(errors)
 

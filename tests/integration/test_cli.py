@@ -62,6 +62,25 @@ def test_tokens_create_prints_the_token_once_and_stores_its_hash(config_file: Pa
     assert token not in stored
 
 
+def test_a_revoked_token_is_listed_as_revoked_and_no_longer_found(config_file: Path) -> None:
+    run("db", "upgrade", "--config", str(config_file))
+    _, token, _ = run(
+        "tokens", "create", "--role", "viewer", "--name", "wallboard", "--config", str(config_file)
+    )
+    code, out, err = run("tokens", "revoke", "wallboard", "--config", str(config_file))
+    assert code == 0, err
+    assert out.strip() == "revoked viewer token 'wallboard' (id 1)"
+    _, listed, _ = run("tokens", "list", "--config", str(config_file))
+    (line,) = listed.splitlines()
+    assert line.startswith("1\tviewer\twallboard\trevoked ")
+    store = Store(make_engine(sqlite_url(config_file.parent / "var" / "recoverlink.db")))
+    with store.read() as conn:
+        assert find_token(conn, token.strip()) is None
+    code, _, err = run("tokens", "revoke", "wallboard", "--config", str(config_file))
+    assert code == 1
+    assert "no live token named or numbered 'wallboard'" in err
+
+
 def test_tokens_create_rejects_an_unknown_role(config_file: Path) -> None:
     code, _, err = run("tokens", "create", "--role", "root", "--config", str(config_file))
     assert code == 2

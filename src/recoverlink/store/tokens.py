@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from recoverlink.domain.tokens import Role, hash_token
-from recoverlink.store.common import insert_for, to_db_time
+from recoverlink.store.common import from_db_time, insert_for, to_db_time
 from recoverlink.store.schema import api_tokens
 
 
@@ -48,3 +48,37 @@ def token_by_id(conn: Connection, token_id: int) -> TokenInfo | None:
         )
     ).one_or_none()
     return TokenInfo(row.id, row.name, Role(row.role)) if row else None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_tokens(conn: Connection) -> list[TokenRecord]:
+    """Every token, oldest first (hashes are never shown: there is nothing to show)."""
+    rows = conn.execute(select(api_tokens).order_by(api_tokens.c.id))
+    return [
+        TokenRecord(
+            r.id,
+            r.name,
+            Role(r.role),
+            from_db_time(r.created_at),
+            from_db_time(r.revoked_at) if r.revoked_at is not None else None,
+        )
+        for r in rows
+    ]
+
+
+def revoke_token(conn: Connection, name_or_id: str, now: datetime) -> list[TokenRecord]:
+    """Revoke the live tokens with this name (or this id); returns what was revoked."""
+    live = [t for t in list_tokens(conn) if t.revoked_at is None]
+    chosen = [t for t in live if t.name == name_or_id or str(t.id) == name_or_id]
+    if chosen:
+        ids = [t.id for t in chosen]
+        conn.execute(update(api_tokens).where(api_tokens.c.id.in_(ids)).values(revoked_at=to_db_time(now)))
+    return chosen

@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class WebhookCredentials:
     """What Alertmanager's http_config may send: a bearer token and/or a basic-auth pair."""
 
-    bearer_token: str | None = None
+    bearer_token: str | None = field(default=None, repr=False)
     basic_username: str | None = None
-    basic_password: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
 
     def accepts(self, authorization: str | None) -> bool:
         """Check an Authorization header in constant time for the secret part."""

@@ -49,7 +49,8 @@ def compose() -> dict[str, Any]:
 
 
 def services() -> dict[str, dict[str, Any]]:
-    return compose()["services"]
+    found: dict[str, dict[str, Any]] = compose()["services"]
+    return found
 
 
 def bind_mounts(service: str) -> dict[str, Path]:
@@ -150,7 +151,7 @@ def entrypoint_script(password_file: Path) -> str:
     (compose turns `$$` into `$`), reading the password from `password_file`."""
     entrypoint = services()["recoverlink"]["entrypoint"]
     assert entrypoint[:2] == ["/bin/sh", "-c"]
-    script = entrypoint[2].replace("$$", "$")
+    script = str(entrypoint[2]).replace("$$", "$")
     assert "/run/secrets/postgres_password" in script
     return script.replace("/run/secrets/postgres_password", str(password_file))
 

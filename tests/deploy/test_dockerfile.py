@@ -172,7 +172,7 @@ def healthcheck_argv() -> list[str]:
     args = only(final_stage(), "HEALTHCHECK").args
     options, _, command = args.partition("CMD ")
     assert "--timeout=" in options and "--interval=" in options, args
-    return json.loads(command)
+    return Instruction("CMD", command).exec_form()
 
 
 def test_the_health_check_asks_healthy_with_python_alone(health_endpoint: int) -> None:

@@ -27,7 +27,7 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.reliability.conftest import (
+from tests.reliability.stack import (
     WEBHOOK_TOKEN,
     Recoverlink,
     catalog,

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.reliability.conftest import (
+from tests.reliability.stack import (
     WEBHOOK_TOKEN,
     Recoverlink,
     api_alert,

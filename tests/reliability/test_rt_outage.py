@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import (
+from tests.reliability.stack import (
     Recoverlink,
     catalog,
     long_variant,

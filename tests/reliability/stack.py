@@ -1,9 +1,10 @@
-"""What the reliability tests share: configs, `recoverlink serve` / `recoverlink worker` processes
-started as users start them, Alertmanager-shaped alerts, and reading the API and metrics.
+"""What the reliability tests (and bench/scale.py) share: configs, `recoverlink serve` and
+`recoverlink worker` processes started as users start them, Alertmanager-shaped alerts, and reading
+the API and metrics.
 
 The CI variants are short; `RECOVERLINK_RELIABILITY_LONG=1` runs the long ones the issue names
-(PostgreSQL down 30 s, Request Tracker down 2 minutes). The big storm and the throughput figures are
-in `bench/scale.py` (`make bench-scale`).
+(PostgreSQL down 30 s, Request Tracker down 2 minutes). The 10,000-alert storm and the throughput
+figures are in `bench/scale.py` (`make bench-scale`).
 """
 
 from __future__ import annotations

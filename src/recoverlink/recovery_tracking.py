@@ -106,10 +106,11 @@ def track_recoveries(
     """Place every new episode, then apply `alerts_resolved` to recoveries left with none firing."""
     tracker = _Tracker(conn, now, group_key, plan)
     changed = [d for d in decisions if d.change in (EpisodeChange.INSERT, EpisodeChange.RESOLVE)]
-    for decision in changed:
-        if decision.change is EpisodeChange.INSERT:
-            alert = decision.alert
-            tracker.place(alert, ids[alert.episode_key], enrichment_of(alert))
+    inserted = [(d.alert, enrichment_of(d.alert)) for d in changed if d.change is EpisodeChange.INSERT]
+    # Storm mode counts a scope's recent openings: concurrent deliveries must count one at a time.
+    store.lock_storm_scopes(conn, {s for _, e in inserted if (s := _storm_scope(e)) is not None})
+    for alert, enrichment in inserted:
+        tracker.place(alert, ids[alert.episode_key], enrichment)
     store.attach_alerts(conn, tracker.attachments, now)
     resolved = {ids[d.alert.episode_key] for d in changed if d.alert.status is AlertStatus.RESOLVED}
     touched = {store.recovery_of_alert(conn, alert_id) for alert_id in resolved}
@@ -142,9 +143,7 @@ class _Tracker:
             self.outcome.placements[CorrelationOutcome.ATTACHED] += 1
             return
         storm = episode.storm
-        scope = None
-        if storm is not None:
-            scope = (storm.scope, episode.team if storm.scope is StormScope.TEAM else enrichment.service)
+        scope = _storm_scope(enrichment)
         since = self.now - storm.window if storm is not None else None
         candidates = store.candidates_for(
             self.conn, episode.correlation_key, episode.depends_on, scope, since
@@ -289,6 +288,15 @@ def _episode(alert: Alert, enrichment: Enrichment, group_key: str) -> EpisodeToP
         reopen_window=enrichment.reopen_window,
         storm=enrichment.storm,
     )
+
+
+def _storm_scope(enrichment: Enrichment) -> tuple[StormScope, str] | None:
+    """The team or service whose recent openings storm mode counts for this episode, if any."""
+    storm = enrichment.storm
+    if storm is None:
+        return None
+    value = enrichment.owner if storm.scope is StormScope.TEAM else enrichment.service
+    return (storm.scope, value) if value is not None else None
 
 
 def _title(alert: Alert, enrichment: Enrichment) -> str:

@@ -204,15 +204,10 @@ def test_storm_attaches_further_episodes_to_one_parent_that_says_so(
     assert outcomes[-1].recoveries.storm_joins == ["sre"]
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_two_deliveries_of_a_new_failure_at_once_open_one_recovery(
-    store: Store, enricher: Enricher, clock: FakeClock, round_: int
+def deliver_at_once(
+    store: Store, enricher: Enricher, clock: FakeClock, documents: list[dict[str, Any]]
 ) -> None:
-    """Two replicas ingest different alerts of the same new failure concurrently."""
-    documents = [
-        alert_doc("PaymentsApiHighLatency", "payments-api", "warning", fingerprint=f"{round_}{n:015x}")
-        for n in range(4)
-    ]
+    """Each document from its own thread, released together, as replicas receive them."""
     barrier = threading.Barrier(len(documents))
     errors: list[BaseException] = []
 
@@ -229,5 +224,34 @@ def test_two_deliveries_of_a_new_failure_at_once_open_one_recovery(
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_failures_of_one_team_open_no_more_recoveries_than_storm_mode_allows(
+    store: Store, enricher: Enricher, clock: FakeClock, round_: int
+) -> None:
+    """Storm mode counts a scope's recent openings; deliveries arriving at once count one at a time."""
+    storm = StormThreshold(2, timedelta(minutes=5), StormScope.TEAM)
+    stormy = Enricher(
+        enricher.catalog, replace(enricher.ruleset, defaults=replace(enricher.ruleset.defaults, storm=storm))
+    )
+    documents = [alert_doc(f"Down{n}", f"mystery-{n}", fingerprint=f"{round_}{n:015x}") for n in range(6)]
+    deliver_at_once(store, stormy, clock, documents)
+    opened = rows(store)
+    assert len(opened) == 3
+    (parent,) = [r for r in opened if r.storm]
+    assert parent.storm_episodes == 3
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_deliveries_of_a_new_failure_at_once_open_one_recovery(
+    store: Store, enricher: Enricher, clock: FakeClock, round_: int
+) -> None:
+    """Two replicas ingest different alerts of the same new failure concurrently."""
+    documents = [
+        alert_doc("PaymentsApiHighLatency", "payments-api", "warning", fingerprint=f"{round_}{n:015x}")
+        for n in range(4)
+    ]
+    deliver_at_once(store, enricher, clock, documents)
     (recovery,) = rows(store)
     assert len(members(store, recovery.id)) == 4

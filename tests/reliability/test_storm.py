@@ -45,12 +45,6 @@ def test_every_recovery_of_the_storm_has_exactly_one_incident(storm: StormResult
     print(f"\ndrained in {storm.drain_seconds:.1f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storm mode's count of a service's recent openings is read without a lock "
-    "(store/recoveries.py candidates_for): concurrent deliveries for one service open more "
-    "recoveries, or more storm parents, than max_new_recoveries allows",
-)
 def test_the_storm_opens_the_recoveries_the_correlation_rules_predict(storm: StormResult) -> None:
     """Each service gets `max_new_recoveries` recoveries plus its storm parent, and each parent says
     `storm: true` with the episodes it absorbed (`storm_episodes`), as many as the metric counts."""

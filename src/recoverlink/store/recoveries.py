@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
 
 from recoverlink.domain.correlation import Candidates, RecoveryCandidate
 from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
@@ -343,6 +343,22 @@ _STORM = {
     for scope, column in _STORM_COLUMN.items()
 }
 _BY_ID = select(*_CANDIDATE_COLUMNS).where(recoveries.c.id == bindparam("id"))
+
+
+# Sorted inside the statement, so that deliveries locking several scopes take them in one order.
+_LOCK_SCOPES = text(
+    "SELECT pg_advisory_xact_lock(h) FROM "
+    "(SELECT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS s"
+)
+
+
+def lock_storm_scopes(conn: Connection, scopes: Collection[tuple[StormScope, str]]) -> None:
+    """Hold each storm scope until the transaction ends, so that the recent openings one delivery
+    counts include those of a concurrent one (PostgreSQL; SQLite's writes already go one at a time).
+    """
+    if scopes and conn.dialect.name == "postgresql":
+        keys = sorted(f"storm/{scope.value}/{value}" for scope, value in scopes)
+        conn.execute(_LOCK_SCOPES, {"keys": keys}).all()
 
 
 def candidates_for(

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     """0 when the recovery closed (and, without --exit-when-done, Ctrl-C stopped the demo)."""
     args = _parse(argv)
     narrator = Narrator()
+    # A shell starts a background job with SIGINT ignored, and Python keeps it so: restore Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(args, narrator)
@@ -144,6 +146,8 @@ def _start_rt(
     stack.write_rt_password(layout, rt)
     took = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in rt.timings.items())
     narrator.step("demo", f"Request Tracker answers on {rt.url} ({took})")
+    kept = "a temp dir www-data can reach, removed at exit" if rt.temporary else "kept after the demo"
+    narrator.step("demo", f"Request Tracker's files are in {rt.directory} ({kept})")
     return rt
 
 

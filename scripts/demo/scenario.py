@@ -23,7 +23,7 @@ import requests
 
 from demo.narration import Narrator, describe_desktop, describe_entry, timestamp
 from demo.processes import DemoError, wait_until
-from demo.request_tracker import RequestTracker
+from demo.request_tracker import QUEUE, RequestTracker
 from demo.servers import OUTAGE_FAILURES, AgentDesktop, PaymentsExporter
 from demo.stack import Recoverlink
 
@@ -224,17 +224,20 @@ def _engineer_takes_ticket(demo: Running, follower: Follower) -> None:
 
 
 def _show_ticket(demo: Running, recovery: dict[str, Any]) -> None:
-    """The ticket as RT itself has it now: status and recoverlink's comments."""
+    """The queue as RT itself has it now: one ticket for the one recovery, its status and comments."""
     ticket = recovery["incident"]["id"]
     session = demo.rt.person()
-    answer = session.get(demo.rt.rest(f"/ticket/{ticket}"), timeout=10)
-    answer.raise_for_status()
+    query = urllib.parse.urlencode({"query": f"Queue = '{QUEUE}'", "fields": "Status", "per_page": 100})
+    found = session.get(demo.rt.rest(f"/tickets?{query}"), timeout=10)
+    found.raise_for_status()
+    tickets = ", ".join(f"#{item['id']} {item.get('Status')}" for item in found.json()["items"])
     history = session.get(demo.rt.rest(f"/ticket/{ticket}/history?fields=Type&per_page=100"), timeout=10)
     history.raise_for_status()
     comments = sum(1 for item in history.json()["items"] if item.get("Type") == "Comment")
     demo.narrator.step(
         "request tracker",
-        f"ticket #{ticket} status {answer.json()['Status']}, {comments} comments from recoverlink",
+        f"queue {QUEUE} holds {found.json()['total']} ticket(s): {tickets}; "
+        f"ticket #{ticket} has {comments} comments from recoverlink",
     )
 
 
@@ -249,6 +252,7 @@ def where_the_time_went(recovery: dict[str, Any]) -> list[str]:
         ("opened -> workaround published", stamps.get("opened"), stamps.get("workaround_published")),
         ("fix deployed -> impact verified", stamps.get("fix_deployed"), stamps.get("impact_verified")),
         ("fix deployed -> CX updated", stamps.get("fix_deployed"), stamps.get("cx_updated")),
+        ("fix deployed -> closed", stamps.get("fix_deployed"), stamps.get("closed")),
         ("opened -> closed", stamps.get("opened"), stamps.get("closed")),
     ]
     return [f"{name:<40} {end - start:6.1f} s" for name, start, end in spans if start and end]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= deploy/recoverlink.yaml
 
-.PHONY: run test lint format bench-ingest bench-worker clean
+.PHONY: run test lint format demo bench-ingest bench-worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,13 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy src
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 bench-ingest: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages wrk
@@ -41,6 +41,12 @@ bench-ingest: $(VENV)/.installed-dev
 
 bench-worker: $(VENV)/.installed-dev
 	$(BIN)/python bench/worker.py
+
+# A scripted outage through Prometheus, Alertmanager, Request Tracker and recoverlink (scripts/demo).
+demo: $(VENV)/.installed-run
+	scripts/ensure-debian-packages prometheus prometheus-alertmanager
+	scripts/ensure-request-tracker
+	$(BIN)/python scripts/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= deploy/recoverlink.yaml
 
-.PHONY: run test lint format demo bench-ingest bench-worker clean
+.PHONY: run test lint format demo bench-ingest bench-worker bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-ingest: $(VENV)/.installed-dev
 
 bench-worker: $(VENV)/.installed-dev
 	$(BIN)/python bench/worker.py
+
+bench-scale: $(VENV)/.installed-dev
+	scripts/ensure-debian-packages prometheus-alertmanager
+	$(BIN)/python bench/scale.py
 
 # A scripted outage through Prometheus, Alertmanager, Request Tracker and recoverlink (scripts/demo).
 demo: $(VENV)/.installed-run

@@ -107,8 +107,9 @@ def track_recoveries(
     tracker = _Tracker(conn, now, group_key, plan)
     changed = [d for d in decisions if d.change in (EpisodeChange.INSERT, EpisodeChange.RESOLVE)]
     inserted = [(d.alert, enrichment_of(d.alert)) for d in changed if d.change is EpisodeChange.INSERT]
-    # Storm mode counts a scope's recent openings: concurrent deliveries must count one at a time.
-    store.lock_storm_scopes(conn, {s for _, e in inserted if (s := _storm_scope(e)) is not None})
+    # Storm scopes are locked as placing reaches them (candidates_for): in one order in every
+    # delivery, so that two deliveries never wait for each other's scope.
+    inserted.sort(key=lambda pair: store.storm_lock_key(_storm_scope(pair[1])))
     for alert, enrichment in inserted:
         tracker.place(alert, ids[alert.episode_key], enrichment)
     store.attach_alerts(conn, tracker.attachments, now)
@@ -134,6 +135,7 @@ class _Tracker:
     # correlation key -> the collecting recovery an earlier episode of this delivery joined or opened:
     # the next episodes of the group join it without asking the store again.
     collecting: dict[str, int] = field(default_factory=dict)
+    storm_locks: set[str] = field(default_factory=set)  # the storm scopes this transaction holds
 
     def place(self, alert: Alert, alert_id: int, enrichment: Enrichment) -> None:
         episode = _episode(alert, enrichment, self.group_key)
@@ -146,7 +148,12 @@ class _Tracker:
         scope = _storm_scope(enrichment)
         since = self.now - storm.window if storm is not None else None
         candidates = store.candidates_for(
-            self.conn, episode.correlation_key, episode.depends_on, scope, since
+            self.conn,
+            episode.correlation_key,
+            episode.depends_on,
+            storm_scope=scope,
+            storm_since=since,
+            storm_locks=self.storm_locks,
         )
         decision = correlate(episode, candidates)
         recovery_id = self._apply(decision, alert, enrichment, episode)

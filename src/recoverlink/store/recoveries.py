@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -345,34 +345,37 @@ _STORM = {
 _BY_ID = select(*_CANDIDATE_COLUMNS).where(recoveries.c.id == bindparam("id"))
 
 
-# Sorted inside the statement, so that deliveries locking several scopes take them in one order.
-_LOCK_SCOPES = text(
-    "SELECT pg_advisory_xact_lock(h) FROM "
-    "(SELECT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS s"
-)
+_LOCK_SCOPE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
-def lock_storm_scopes(conn: Connection, scopes: Collection[tuple[StormScope, str]]) -> None:
-    """Hold each storm scope until the transaction ends, so that the recent openings one delivery
-    counts include those of a concurrent one (PostgreSQL; SQLite's writes already go one at a time).
-    """
-    if scopes and conn.dialect.name == "postgresql":
-        keys = sorted(f"storm/{scope.value}/{value}" for scope, value in scopes)
-        conn.execute(_LOCK_SCOPES, {"keys": keys}).all()
+def storm_lock_key(scope: tuple[StormScope, str] | None) -> str:
+    """The name a storm scope is locked by ("" for none): episodes are placed in this order."""
+    return f"storm/{scope[0].value}/{scope[1]}" if scope is not None else ""
+
+
+def _lock_storm_scope(conn: Connection, scope: tuple[StormScope, str], held: set[str]) -> None:
+    """Hold the scope until the transaction ends, so that the recent openings this delivery counts
+    include those of a concurrent one (PostgreSQL; SQLite's writers already go one at a time)."""
+    key = storm_lock_key(scope)
+    if key not in held and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_SCOPE, {"key": key})
+        held.add(key)
 
 
 def candidates_for(
     conn: Connection,
     key: str,
     depends_on: Sequence[str],
-    storm_scope: tuple[StormScope, str | None] | None,
+    *,
+    storm_scope: tuple[StormScope, str] | None,
     storm_since: datetime | None,
+    storm_locks: set[str],
 ) -> Candidates:
     """The recoveries correlation weighs for one episode (newest first).
 
     An open recovery with the same key wins over everything else (the domain's first rule), so the
     other lookups are skipped when there is one: the common case, an alert joining its recovery,
-    costs one query.
+    costs one query. The storm scope is locked (and added to `storm_locks`) before it is counted.
     """
     same = [_candidate(r) for r in conn.execute(_SAME_KEY, {"key": key})]
     if any(c.is_open for c in same):
@@ -381,7 +384,8 @@ def candidates_for(
     if depends_on:
         dependencies = [_candidate(r) for r in conn.execute(_DEPENDENCIES, {"refs": list(depends_on)})]
     parent, recent = None, 0
-    if storm_scope is not None and storm_since is not None and storm_scope[1] is not None:
+    if storm_scope is not None and storm_since is not None:
+        _lock_storm_scope(conn, storm_scope, storm_locks)
         scope, value = storm_scope
         storm = conn.execute(_STORM[scope], {"value": value, "since": to_db_time(storm_since)}).one()
         recent = int(storm.recent)

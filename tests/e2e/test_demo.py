@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scripts" / "demo"
 RUN_TIMEOUT_SECONDS = 180.0  # the demo itself takes ~25 s here; the rest is a slow shared machine
 STOP_TIMEOUT_SECONDS = 90.0
+OUTAGE_SECONDS = 60.0  # payments down -> recovery closed; a slower demo has lost its tuned intervals
 # Printed in this order whatever the timing: each step waits for the one before it.
 ORDERED_STEPS = (
     "payments_api_up 0; checkout failures by segment",
@@ -82,6 +83,7 @@ class Demo:
     popen: subprocess.Popen[str]
     directory: Path
     lines: list[str] = field(default_factory=list)
+    left_running: dict[str, int] = field(default_factory=dict)  # name -> PID still alive after the demo
     _arrived: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     def read_until(self, marker: str, timeout: float = RUN_TIMEOUT_SECONDS) -> str:
@@ -176,7 +178,11 @@ def running_demo(directory: Path, *flags: str) -> Iterator[Demo]:
                 os.killpg(popen.pid, signal.SIGKILL)
                 popen.wait(timeout=10)
         reader.join(timeout=10)
-        _kill_leftovers(demo.started().values())
+        # Looked at before cleaning up, so that `_assert_nothing_left` sees what the demo left.
+        demo.left_running = {name: pid for name, pid in demo.started().items() if _group_alive(pid)}
+        for pgid in demo.left_running.values():
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)  # only groups the demo made for its own programs
 
 
 def _group_alive(pgid: int) -> bool:
@@ -188,19 +194,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _kill_leftovers(pgids: Iterable[int]) -> None:
-    """Clean up after a failed stop (the assertions report it); only the demo's own groups."""
-    for pgid in pgids:
-        if _group_alive(pgid):
-            with suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-
-
 def _assert_nothing_left(demo: Demo) -> None:
     started = demo.started()
     assert set(started) == {"alertmanager", "prometheus", "request-tracker", "recoverlink"}, demo.output()
-    left = {name: pid for name, pid in started.items() if _group_alive(pid)}
-    assert not left, f"still running after the demo exited: {left}\n{demo.output()}"
+    assert not demo.left_running, f"still running after the demo exited: {demo.left_running}\n{demo.output()}"
     for name, pid in started.items():
         assert f"stopped {name} (pid {pid})" in demo.output()
     rt_directory, removed = demo.rt_directory()
@@ -233,14 +230,16 @@ def _assert_every_step(demo: Demo) -> None:
 
 def test_demo_exit_when_done_runs_the_whole_loop_and_stops_everything(tmp_path: Path) -> None:
     """`--exit-when-done`: every step printed in order, one RT ticket resolved, exit 0, nothing left."""
-    began = time.monotonic()
     with running_demo(tmp_path / "demo", "--exit-when-done") as demo:
         demo.read_until("--exit-when-done: stopping everything")
         code = demo.finish()
     assert code == 0, demo.output()
     _assert_every_step(demo)
     _assert_nothing_left(demo)
-    assert time.monotonic() - began < 120, f"the demo took {time.monotonic() - began:.0f} s"
+    # The outage itself runs on the tuned intervals of deploy/demo (1 s scrapes, `for: 2s`,
+    # group_wait 1s): about 7 s here, whatever the machine's load does to the start-up around it.
+    closed = re.search(r"^\S+ +\+ *(?P<seconds>\d+\.\d)s +recoverlink +recovery closed", demo.output(), re.M)
+    assert closed is not None and float(closed["seconds"]) < OUTAGE_SECONDS, demo.output()
     # The closed recovery and what it measured stay in the demo's directory after the run.
     assert (tmp_path / "demo" / "recoverlink.db").is_file()
     assert (tmp_path / "demo" / "logs" / "recoverlink.log").is_file()

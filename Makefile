@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= deploy/recoverlink.yaml
 
-.PHONY: run test lint format demo bench-ingest bench-worker bench-scale clean
+.PHONY: run test lint format demo bench-ingest bench-worker bench-scale bench-reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench-worker: $(VENV)/.installed-dev
 bench-scale: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages prometheus-alertmanager
 	$(BIN)/python bench/scale.py
+
+# The reliability suite with the issue's full outages (RT down 2 minutes, PostgreSQL 2 minutes).
+bench-reliability: $(VENV)/.installed-dev
+	scripts/ensure-debian-packages prometheus prometheus-alertmanager
+	scripts/ensure-request-tracker
+	RECOVERLINK_RELIABILITY_LONG=1 $(BIN)/pytest -m reliability tests/reliability
 
 # A scripted outage through Prometheus, Alertmanager, Request Tracker and recoverlink (scripts/demo).
 demo: $(VENV)/.installed-run

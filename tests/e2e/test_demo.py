@@ -1,11 +1,12 @@
 """`make demo` end to end: scripts/demo runs its scripted outage through real Prometheus, Alertmanager,
 Request Tracker 5 and recoverlink, prints every step and where to look, and leaves nothing running.
 
-Each test starts the demo as a subprocess (`--free-ports`, its directory under `tmp_path`) and reads
+Two tests start the demo as a subprocess (`--free-ports`, its directory under `tmp_path`) and reads
 its output as it arrives. With `--exit-when-done` the output is the evidence (the demo prints what
 recoverlink's API and RT's REST2 answered); without it the stack stays up, so the test reads the API
 and RT itself, then stops the demo with SIGINT as Ctrl-C would. Either way every process the demo
-printed as started must be gone afterwards, with its process group.
+printed as started must be gone afterwards, with its process group. A third test runs the
+checkers of deploy/demo/'s configs, which fail in seconds where the demo would time out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import child_env, get_json
+from tests.e2e.conftest import child_env, get_json, recoverlink_script
 from tests.support.alertmanager import alertmanager_binary
 from tests.support.prometheus import prometheus_binary
 from tests.support.rt import QUEUE, require_request_tracker
@@ -294,3 +295,21 @@ def test_demo_keeps_the_stack_up_until_ctrl_c(tmp_path: Path) -> None:
     assert "stopping (Ctrl-C or SIGTERM)" in demo.output()
     _assert_every_step(demo)
     _assert_nothing_left(demo)
+
+
+def test_demo_configs_pass_their_own_checkers() -> None:
+    """deploy/demo/ as committed passes promtool, amtool and `recoverlink check`: a broken demo
+    config fails here in seconds rather than as a timeout halfway through the outage."""
+    configs = REPO / "deploy" / "demo"
+    promtool = str(Path(prometheus_binary()).with_name("promtool"))
+    amtool = str(Path(alertmanager_binary()).with_name("amtool"))
+    checks = [
+        [promtool, "check", "config", str(configs / "prometheus.yml")],  # and the rule file it loads
+        [amtool, "check-config", str(configs / "alertmanager.yml")],
+        [recoverlink_script(), "check", "--config", str(configs / "recoverlink.yaml")],
+    ]
+    for argv in checks:
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env=child_env(), timeout=60, check=False
+        )
+        assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout}\n{result.stderr}"

@@ -1,7 +1,7 @@
 """`make demo` end to end: scripts/demo runs its scripted outage through real Prometheus, Alertmanager,
 Request Tracker 5 and recoverlink, prints every step and where to look, and leaves nothing running.
 
-Two tests start the demo as a subprocess (`--free-ports`, its directory under `tmp_path`) and reads
+Two tests start the demo as a subprocess (`--free-ports`, its directory under `tmp_path`) and read
 its output as it arrives. With `--exit-when-done` the output is the evidence (the demo prints what
 recoverlink's API and RT's REST2 answered); without it the stack stays up, so the test reads the API
 and RT itself, then stops the demo with SIGINT as Ctrl-C would. Either way every process the demo

@@ -24,7 +24,7 @@ import requests
 from demo.narration import Narrator, describe_desktop, describe_entry, timestamp
 from demo.processes import DemoError, wait_until
 from demo.request_tracker import QUEUE, RequestTracker
-from demo.servers import OUTAGE_FAILURES, AgentDesktop, PaymentsExporter
+from demo.servers import OUTAGE_FAILURES, AgentDesktop, DesktopRequest, PaymentsExporter
 from demo.stack import Recoverlink
 
 ALERT = "PaymentsApiDown"
@@ -81,6 +81,10 @@ class Follower:
 
     def milestones(self) -> dict[str, str]:
         return dict((self.recovery or {}).get("milestones") or {})
+
+    def desktop_shown(self) -> list[DesktopRequest]:
+        """The agent desktop's requests already printed (what arrived after the last poll is not)."""
+        return self.demo.desktop.received[: self._desktop_seen]
 
     def state(self) -> str | None:
         return None if self.recovery is None else str(self.recovery["state"])
@@ -179,10 +183,12 @@ def run_outage(demo: Running) -> dict[str, Any]:
         30,
     )
     follower.wait_for("the recovery to close", lambda f: f.state() == "closed", 120)
-    wait_until(
-        lambda: any((r.body or {}).get("state") == "closed" for r in demo.desktop.received),
-        timeout=30,
-        what="the agent desktop's banner to come down",
+    follower.wait_for(
+        "the agent desktop's banner to come down",
+        lambda f: any(
+            isinstance(r.body, dict) and r.body.get("state") == "closed" for r in f.desktop_shown()
+        ),
+        30,
     )
     recovery = follower.recovery
     assert recovery is not None  # the wait above saw it closed

@@ -172,6 +172,7 @@ class PgServer:
 
     create: Callable[[str], str]
     describe: str
+    cpu_seconds: Callable[[], float] | None = None  # the server's CPU so far (only for our own server)
 
 
 def dsn_of(url: str) -> str:
@@ -186,7 +187,9 @@ def open_pg_server(pg_url: str | None, stack: contextlib.ExitStack) -> PgServer:
             raise SystemExit(f"no throw-away PostgreSQL: {problem} (or pass --pg-url)")
         server = stack.enter_context(running_postgres())
         version = _server_version(server.dsn())
-        return PgServer(server.create_database, f"throw-away {version} on port {server.port}, fsync=off")
+        describe = f"throw-away {version} on port {server.port}, fsync=off"
+        postmaster = server.popen.pid if server.popen else 0
+        return PgServer(server.create_database, describe, lambda: tree_cpu_seconds(postmaster))
 
     def create(_name: str) -> str:
         return stack.enter_context(benchlib.throwaway_postgres(pg_url)).sqlalchemy_url
@@ -233,6 +236,24 @@ def cpu_ticks() -> tuple[int, int]:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+def cpu_seconds_of(pid: int, *, with_reaped_children: bool = False) -> float:
+    """utime + stime of `pid` (and of the children it has waited for), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a postmaster and its backends, live and exited (it reaps every backend it forks)."""
+    live = sum(cpu_seconds_of(child) for child in children(root))
+    return cpu_seconds_of(root, with_reaped_children=True) + live
 
 
 def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
@@ -296,6 +317,7 @@ class ReplicaSet:
     workers: list[RunningProcess]
     dsn: str
     runs: list[ingest.Runs]  # one numbering per replica, so parallel wrk runs never share fingerprints
+    pg_cpu: Callable[[], float] | None = None
 
 
 @contextlib.contextmanager
@@ -335,6 +357,7 @@ class LoadRow:
     socket_errors: int
     commits_per_s: float
     cpu_busy: float
+    pg_cores: float | None
     rss_mb: float
     notes: list[str] = field(default_factory=list)
 
@@ -379,10 +402,12 @@ def load_cell(rs: ReplicaSet, path: str, body: Path, concurrency: int, args: Any
     if args.warmup:
         wrk_across(rs, path, body, concurrency, args.warmup)
     stored, committed, cpu = count_alerts(rs.dsn), commits(rs.dsn), cpu_ticks()
+    pg_before = rs.pg_cpu() if rs.pg_cpu else 0.0
     started = time.monotonic()
     results = wrk_across(rs, path, body, concurrency, args.duration)
     seconds = max(r.seconds for r in results)
     busy = busy_share(cpu, cpu_ticks())
+    pg_cores = (rs.pg_cpu() - pg_before) / (time.monotonic() - started) if rs.pg_cpu else None
     time.sleep(1.1)  # backends flush their commit counts to pg_stat_database about every second
     committed = commits(rs.dsn) - committed
     elapsed = time.monotonic() - started
@@ -398,6 +423,7 @@ def load_cell(rs: ReplicaSet, path: str, body: Path, concurrency: int, args: Any
         socket_errors=sum(r.socket_errors for r in results),
         commits_per_s=committed / elapsed,
         cpu_busy=busy,
+        pg_cores=pg_cores,
         rss_mb=max_gunicorn_rss(rs.replicas),
     )
     added = count_alerts(rs.dsn) - stored
@@ -415,6 +441,7 @@ def throughput(server: PgServer, directory: Path, args: Any) -> list[LoadRow]:
     for count in args.replicas:
         url = server.create(f"throughput_{count}")
         with replica_set(directory / f"replicas-{count}", count, url) as rs:
+            rs.pg_cpu = server.cpu_seconds
             print(f"[throughput] {count} replica(s): {', '.join(r.url for r in rs.replicas)}", flush=True)
             for path in args.paths:
                 for concurrency in args.concurrency:
@@ -439,6 +466,7 @@ LOAD_COLUMNS = (
     ("sock err", ">"),
     ("PG xact/s", ">"),
     ("CPU busy", ">"),
+    ("PG cores", ">"),
     ("max gunicorn RSS MB", ">"),
 )
 
@@ -456,6 +484,7 @@ def load_cells(row: LoadRow) -> list[str]:
         str(row.socket_errors),
         f"{row.commits_per_s:,.0f}",
         f"{row.cpu_busy:.0%}",
+        f"{row.pg_cores:.2f}" if row.pg_cores is not None else "",
         f"{row.rss_mb:.0f}",
     ]
 
@@ -468,6 +497,7 @@ class StormFigures:
     result: StormResult
     xacts_per_s: float
     cpu_busy: float
+    pg_cores: float | None
     rss: dict[str, float]
 
 
@@ -480,16 +510,19 @@ def storm(server: PgServer, directory: Path, args: Any) -> StormFigures:
     (directory / "storm").mkdir()
     with storm_topology(directory / "storm", plan, url) as topology:
         xacts, cpu, started = commits(topology.dsn), cpu_ticks(), time.monotonic()
+        pg_before = server.cpu_seconds() if server.cpu_seconds else 0.0
         result = run_storm(
             topology, plan, timeout=args.storm_timeout, progress=lambda m: print(f"  {m}", flush=True)
         )
         busy = busy_share(cpu, cpu_ticks())
+        pg = server.cpu_seconds() - pg_before if server.cpu_seconds else None
         xacts = commits(topology.dsn) - xacts
         rss = {"max gunicorn worker": max_gunicorn_rss(topology.replicas)}
         for n, worker in enumerate(topology.workers):
             rss[f"worker {n + 1}"] = ingest.rss_mb(worker.pid) or 0.0
     print(f"  {result.summary()}", flush=True)
-    return StormFigures(result, xacts / (time.monotonic() - started), busy, rss)
+    elapsed = time.monotonic() - started
+    return StormFigures(result, xacts / elapsed, busy, pg / elapsed if pg is not None else None, rss)
 
 
 def storm_rows(figures: StormFigures) -> tuple[list[list[str]], str]:
@@ -516,11 +549,16 @@ def storm_rows(figures: StormFigures) -> tuple[list[list[str]], str]:
         ["incidents of no recovery", str(stray), _verdict(stray == 0)],
         ["PostgreSQL transactions/s while draining", f"{figures.xacts_per_s:,.0f}", ""],
         ["machine CPU busy while draining", f"{figures.cpu_busy:.0%}", ""],
+        ["PostgreSQL CPU while draining (cores)", _cores(figures.pg_cores), ""],
     ], f"RSS MB at the end: {rss}"
 
 
 def _absorbed(plan: StormPlan) -> int:
     return plan.services * plan.storm_episodes_per_parent
+
+
+def _cores(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "n/a (--pg-url)"
 
 
 def _verdict(ok: bool) -> str:

@@ -370,6 +370,8 @@ def test_callback_of_our_own_change_is_an_echo() -> None:
         ("ticket_id", "twelve"),
         ("transaction_id", True),
         ("transaction_id", -1),
+        ("transaction_id", 2**63),
+        ("ticket_id", str(2**64)),
         ("status", 3),
         ("creator", ""),
         ("old_status", ["open"]),

@@ -524,6 +524,7 @@ def test_callback_of_our_own_update_is_an_echo() -> None:
         ({"sys_id": 42}, "sys_id"),
         ({"mod_count": None}, "mod_count"),
         ({"mod_count": "five"}, "mod_count"),
+        ({"mod_count": str(10**20)}, "mod_count"),
         ({"state": 2}, "state"),
         ({"assignment_group": ["Payments Ops"]}, "assignment_group"),
         ({"updated_at": "yesterday"}, "updated_at"),

@@ -27,6 +27,7 @@ from recoverlink.config.itsm import RtConfig
 from recoverlink.domain.errors import ItsmError, PayloadInvalid
 from recoverlink.domain.itsm import (
     CORRELATION_PREFIX,
+    MAX_SEQUENCE,
     CheckFinding,
     IncidentChange,
     IncidentDraft,
@@ -381,8 +382,8 @@ def _id_field(document: Mapping[str, Any], name: str) -> int:
     value = document.get(name)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise PayloadInvalid(f"{name} must be a positive integer", field=name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SEQUENCE:
+        raise PayloadInvalid(f"{name} must be a positive integer below 2^63", field=name)
     return value
 
 

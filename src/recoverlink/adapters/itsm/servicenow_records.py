@@ -14,7 +14,13 @@ from typing import Any
 
 from recoverlink.config.itsm import ServiceNowConfig
 from recoverlink.domain.errors import PayloadInvalid
-from recoverlink.domain.itsm import IncidentChange, IncidentDraft, IncidentStatus, recovery_id_of
+from recoverlink.domain.itsm import (
+    MAX_SEQUENCE,
+    IncidentChange,
+    IncidentDraft,
+    IncidentStatus,
+    recovery_id_of,
+)
 
 SYSTEM = "servicenow"
 OUR_DISPLAY = "recoverlink"  # correlation_display of every incident recoverlink opens
@@ -107,11 +113,11 @@ def optional_text(record: Mapping[str, Any], name: str) -> str | None:
 def counter(record: Mapping[str, Any], name: str) -> int:
     """A modification counter: digits in a string, as the Table API sends it, or a JSON integer."""
     value = record.get(name)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    raise RecordInvalid(name, f"{name} is {_shown(value)}, not a count")
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQUENCE:
+        return value
+    raise RecordInvalid(name, f"{name} is {_shown(value)}, not a count below 2^63")
 
 
 def is_ours(record: Mapping[str, Any]) -> bool:

@@ -141,7 +141,8 @@ class ConfigFollower:
             self._ignore(announced, f"files on disk are version {loaded.version}")
             return False
         self.live.swap(loaded)
-        self.metrics.reload_succeeded(self.clock().timestamp())
+        # Following is not a reload attempt: the announcing process has set the reload gauges, and a
+        # follower running late must not turn a later failed attempt's 0 back into 1 ("mostrecent").
         log.info("config followed", extra={"version": announced})
         return True
 

@@ -141,6 +141,21 @@ def test_other_processes_follow_a_successful_reload(
     assert rt(follower_app).enrichment.current.version == version
 
 
+def test_a_follower_applying_a_version_late_leaves_the_reload_gauge_to_the_attempts(
+    config_dir: Path, store: Store, admin: dict[str, str]
+) -> None:
+    """Following is not a reload attempt: a follower that applies v2 after a later attempt failed
+    must not report that the last reload succeeded."""
+    leader, follower_app = make_app(config_dir, store), make_app(config_dir, store)
+    follower = follower_of(config_dir, follower_app, store)
+    (config_dir / "rules.yaml").write_text(rules("v2"))
+    assert leader.test_client().post("/-/reload", headers=admin).status_code == 200
+    rt(follower_app).metrics.reload_failed()  # as if a failed attempt had been made in this process
+    assert follower.follow_once()
+    gauge = "recoverlink_config_last_reload_successful"
+    assert rt(follower_app).metrics.registry.get_sample_value(gauge) == 0
+
+
 def test_followers_ignore_a_failed_reload(config_dir: Path, store: Store, admin: dict[str, str]) -> None:
     leader, follower_app = make_app(config_dir, store), make_app(config_dir, store)
     follower = follower_of(config_dir, follower_app, store)

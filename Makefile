@@ -46,7 +46,7 @@ bench-scale: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages prometheus-alertmanager
 	$(BIN)/python bench/scale.py
 
-# The reliability suite with the issue's full outages (RT down 2 minutes, PostgreSQL 2 minutes).
+# The reliability suite with outages longer than the issue's (RT down 4 minutes, PostgreSQL 2).
 bench-reliability: $(VENV)/.installed-dev
 	scripts/ensure-debian-packages prometheus prometheus-alertmanager
 	scripts/ensure-request-tracker

@@ -2,9 +2,9 @@
 `recoverlink worker` processes started as users start them, Alertmanager-shaped alerts, and reading
 the API and metrics.
 
-The CI variants are short; `RECOVERLINK_RELIABILITY_LONG=1` runs the long ones the issue names
-(PostgreSQL down 30 s, Request Tracker down 2 minutes). The 10,000-alert storm and the throughput
-figures are in `bench/scale.py` (`make bench-scale`).
+CI runs what the issue names (PostgreSQL down 30 s, Request Tracker down 2 minutes, a 10,000-alert
+storm); `RECOVERLINK_RELIABILITY_LONG=1` (`make bench-reliability`) stretches the outages further.
+The throughput figures are in `bench/scale.py` (`make bench-scale`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ LONG_ENV = "RECOVERLINK_RELIABILITY_LONG"
 
 
 def long_variant() -> bool:
-    """True when `RECOVERLINK_RELIABILITY_LONG=1`: run the long outages the issue describes."""
+    """True when `RECOVERLINK_RELIABILITY_LONG=1`: outages longer than the issue's."""
     return os.environ.get(LONG_ENV) == "1"
 
 

@@ -34,7 +34,7 @@ from tests.support.throwaway_postgres import ThrowawayPostgres, running_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
-OUTAGE_SECONDS = 120.0 if long_variant() else 30.0  # the issue: 30 s; the long variant: 2 minutes
+OUTAGE_SECONDS = 120.0 if long_variant() else 30.0  # the issue's 30 s; the long variant 2 minutes
 PUSH_EVERY_SECONDS = 0.5
 SERVICES = [f"pg-svc-{n}" for n in range(6)]
 BEFORE = SERVICES[:3]  # have a recovery before the outage; the others first fire during it
@@ -100,12 +100,12 @@ def _config(directory: Path, servicenow: FakeServiceNow, servicenow_url: str) ->
 def test_postgresql_down_under_load_gets_503s_and_alertmanager_delivers_everything_once(
     tmp_path: Path,
 ) -> None:
-    """With PostgreSQL stopped for 10 s while alerts arrive, the webhook answers 503 (recoverlink and
+    """With PostgreSQL stopped for 30 s while alerts arrive, the webhook answers 503 (recoverlink and
     Alertmanager both count the failures) and /-/ready says not ready; after it returns, every alert
     is stored exactly once, each service has exactly one recovery, and each recovery exactly one
     ServiceNow incident (the outbox worker came back too).
 
-    Long variant, PostgreSQL down 30 s: `RECOVERLINK_RELIABILITY_LONG=1 .venv/bin/pytest
+    Long variant, PostgreSQL down 2 minutes: `RECOVERLINK_RELIABILITY_LONG=1 .venv/bin/pytest
     tests/reliability/test_postgres_outage.py`.
     """
     servicenow = FakeServiceNow()

@@ -14,10 +14,11 @@ from tests.support.throwaway_postgres import running_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
-# 2,000 alerts across 50 services: 4 alert names x 10 instances each; 2 new recoveries per service
-# per 5 minutes, so 3 recoveries per service (the third is the storm parent) and 10 episodes (the
-# fourth alert name's) absorbed by each parent: 150 recoveries, 150 incidents, 500 storm episodes.
-CI_PLAN = StormPlan(services=50, alertnames=4, instances=10, max_new_recoveries=2)
+# The storm, 10,000 alerts across 50 services: 4 alert names x 50 instances each; 2 new
+# recoveries per service per 5 minutes, so 3 recoveries per service (the third is the storm parent)
+# and 50 episodes (the fourth alert name's) absorbed by each parent: 150 recoveries, 150 incidents,
+# 2,500 storm episodes.
+CI_PLAN = StormPlan(services=50, alertnames=4, instances=50, max_new_recoveries=2)
 
 
 @pytest.fixture(scope="module")

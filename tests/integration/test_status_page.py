@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
 from recoverlink.config.enrichment_loader import LoadedEnrichment
+from recoverlink.store.board_queries import MAX_OPEN
 from recoverlink.store.engine import Store
 from recoverlink.store.schema import recoveries
 from recoverlink.web import create_app
@@ -138,3 +139,26 @@ def test_a_recovery_outside_every_journey_shows_as_other_services_without_a_name
     assert body["other_services"]["status"] == "degraded"
     assert body["other_services"]["name"] == "Other services"
     assert "secret-internal-thing" not in client.get("/status").get_data(as_text=True)
+
+
+def test_a_journey_named_only_by_confirmed_impact_facts_is_degraded(
+    rec: Recoveries, client: FlaskClient, store: Store
+) -> None:
+    """The catalog does not tie the service to `support`; the impact lookup found it affected."""
+    rec.deliver(alert_payload("MysteryDown", "secret-internal-thing", FINGERPRINT))
+    with store.write() as conn:
+        conn.execute(update(recoveries).values(impact={"facts": {"journeys": ["support"]}}))
+    body = client.get("/status.json").json or {}
+    support = next(j for j in body["journeys"] if j["name"] == "support")
+    assert (support["status"], support["phase"]) == ("degraded", "investigating")
+    assert body["other_services"] is None
+
+
+def test_a_journey_degraded_by_a_recovery_beyond_the_boards_card_limit_still_shows(
+    rec: Recoveries, client: FlaskClient
+) -> None:
+    """The board shows the newest MAX_OPEN open recoveries; the status page counts every one."""
+    rec.deliver(alert_payload("PaymentsApiDown", "payments-api", FINGERPRINT))
+    rec.open_unrelated(MAX_OPEN)
+    checkout = next(j for j in (client.get("/status.json").json or {})["journeys"] if j["name"] == "checkout")
+    assert checkout["status"] == "degraded"

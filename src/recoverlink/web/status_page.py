@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 from recoverlink.config.board import BoardConfig
 from recoverlink.domain.catalog import Catalog
 from recoverlink.domain.recovery_state import RecoveryState
-from recoverlink.store.board_queries import BoardRecovery, open_recoveries
+from recoverlink.store.status_queries import StatusRecovery, status_recoveries
 from recoverlink.web.board_session import readers
 from recoverlink.web.pages import html_blueprint, secure_headers
 from recoverlink.web.runtime import runtime
@@ -67,15 +67,15 @@ class PublicStatus:
         return "degraded" if any(j.status == "degraded" for j in entries) else "operational"
 
 
-def public_status(items: Sequence[BoardRecovery], catalog: Catalog, now: datetime) -> PublicStatus:
+def public_status(items: Sequence[StatusRecovery], catalog: Catalog, now: datetime) -> PublicStatus:
     """Every catalog journey with its status; open recoveries outside them under `other`."""
     known = sorted({j for entry in catalog.entries.values() for j in entry.journeys})
-    by_journey: dict[str, list[BoardRecovery]] = {name: [] for name in known}
-    others: list[BoardRecovery] = []
+    by_journey: dict[str, list[StatusRecovery]] = {name: [] for name in known}
+    others: list[StatusRecovery] = []
     for item in items:
-        if item.summary.state not in PHASES:
+        if item.state not in PHASES:
             continue
-        journeys = [j for j in item.context.journeys if j in by_journey]
+        journeys = [j for j in item.journeys if j in by_journey]
         for journey in journeys:
             by_journey[journey].append(item)
         if not journeys:
@@ -84,14 +84,14 @@ def public_status(items: Sequence[BoardRecovery], catalog: Catalog, now: datetim
     return PublicStatus(now, entries, _journey(OTHER, others) if others else None)
 
 
-def _journey(name: str, items: Iterable[BoardRecovery]) -> JourneyStatus:
-    found = sorted(items, key=lambda i: PHASE_ORDER.index(PHASES[RecoveryState(i.summary.state)]))
+def _journey(name: str, items: Iterable[StatusRecovery]) -> JourneyStatus:
+    found = sorted(items, key=lambda i: PHASE_ORDER.index(PHASES[RecoveryState(i.state)]))
     if not found:
         return JourneyStatus(name, "operational")
-    phase = PHASES[RecoveryState(found[0].summary.state)]
-    written = [i.summary.public_message for i in found if i.summary.public_message]
+    phase = PHASES[RecoveryState(found[0].state)]
+    written = [i.public_message for i in found if i.public_message]
     messages = tuple(dict.fromkeys(written)) or (DEFAULT_MESSAGES[phase],)
-    since = min(i.summary.opened_at for i in found)
+    since = min(i.opened_at for i in found)
     return JourneyStatus(name, "degraded", phase, since, messages)
 
 
@@ -123,8 +123,8 @@ def _status_public(config: BoardConfig) -> bool:
 def _current() -> PublicStatus:
     rt = runtime()
     with rt.store.read() as conn:
-        found = open_recoveries(conn)
-    return public_status(found.items, rt.enrichment.current.enricher.catalog, rt.clock())
+        found = status_recoveries(conn)
+    return public_status(found, rt.enrichment.current.enricher.catalog, rt.clock())
 
 
 @bp.get("/status")

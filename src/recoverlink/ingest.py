@@ -5,8 +5,9 @@ Only a committed transaction is acknowledged (DESIGN.md, "Ack only what is durab
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +32,36 @@ from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
 
 TOUCH_EVERY = timedelta(seconds=30)
+EpisodeKey = tuple[str, datetime]
+
+
+class RecentEpisodes:
+    """The episode keys this process stored or found stored lately, at most `capacity` of them.
+
+    Only a guess of which alerts of the next delivery are new, so that those are enriched before
+    the write lock is taken (on SQLite every delivery waits for that lock, so whatever runs while it
+    is held runs for every queued writer). The transaction still decides from the store: a wrong
+    guess costs one enrichment too many, or one done inside the lock as before.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[EpisodeKey, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def unknown(self, alerts: Iterable[Alert]) -> list[Alert]:
+        """The alerts whose episode this process has not seen stored lately."""
+        with self._lock:
+            return [a for a in alerts if a.episode_key not in self._keys]
+
+    def remember(self, keys: Iterable[EpisodeKey]) -> None:
+        """Note episodes a committed transaction holds; the oldest are forgotten past `capacity`."""
+        with self._lock:
+            for key in keys:
+                self._keys[key] = None
+                self._keys.move_to_end(key)
+            while len(self._keys) > self.capacity:
+                self._keys.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -53,9 +84,12 @@ def ingest_webhook(
     now: datetime,
     *,
     plan: JobPlan = DEFAULT_PLAN,
+    recent: RecentEpisodes | None = None,
 ) -> IngestOutcome:
     """Validate one Alertmanager delivery, enrich its new episodes and store it durably.
 
+    With `recent`, the episodes it does not know are enriched before the transaction (outside
+    SQLite's write lock); the transaction enriches whatever else turns out to be new.
     Raises PayloadInvalid (nothing stored) or StoreUnavailable (nothing stored; the sender retries).
     """
     document = decode_body(body)
@@ -63,6 +97,8 @@ def ingest_webhook(
     dedup_key = notification_dedup_key(document)
     enrichments: dict[tuple[str, datetime], Enrichment] = {}
     cache = _Enrichments(enricher, enrichments)
+    for alert in recent.unknown(notification.alerts) if recent is not None else ():
+        cache.of(alert)
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
         decisions, ids = _apply_episodes(conn, notification, recorded, now, cache)
@@ -75,6 +111,8 @@ def ingest_webhook(
             now=now,
             plan=plan,
         )
+    if recent is not None:
+        recent.remember(a.episode_key for a in notification.alerts)
     created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
     return IngestOutcome(
         notification_id=recorded.id,

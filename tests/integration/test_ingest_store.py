@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
-from recoverlink.domain.alerts import AlertPolicy, AlertStatus, DeliveryResult
+from recoverlink.domain.alerts import Alert, AlertPolicy, AlertStatus, DeliveryResult
 from recoverlink.domain.catalog import Catalog
 from recoverlink.domain.enrichment import Enricher
 from recoverlink.domain.rules import RuleSet
-from recoverlink.ingest import ingest_webhook
+from recoverlink.ingest import RecentEpisodes, ingest_webhook
 from recoverlink.store.engine import Store
 from recoverlink.store.schema import alerts, notifications
 from tests.conftest import FakeClock, fixture_body
@@ -165,3 +167,73 @@ def test_concurrent_duplicate_deliveries_create_one_row_per_episode(
     assert count(store, notifications) == 1
     new = sum(o.alert_results[(s, DeliveryResult.NEW)] for o in outcomes for s in AlertStatus)  # type: ignore[attr-defined]
     assert new == len(json.loads(body)["alerts"])
+
+
+class CountingEnricher(Enricher):
+    """The test enricher, noting for each call whether a write transaction was open."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(Catalog(entries={}, teams={}), RuleSet((), "test"))
+        self.store = store
+        self.calls: list[bool] = []
+
+    def enrich(self, facts: object) -> object:  # type: ignore[override]
+        self.calls.append(getattr(self.store, "writing", False))
+        return super().enrich(facts)  # type: ignore[arg-type]
+
+
+def writing_store(store: Store) -> Store:
+    """The same store, flagging while its write transaction is open."""
+    original = store.write
+
+    @contextlib.contextmanager
+    def write() -> Iterator[Connection]:
+        with original() as conn:
+            store.writing = True  # type: ignore[attr-defined]
+            try:
+                yield conn
+            finally:
+                store.writing = False  # type: ignore[attr-defined]
+
+    store.write = write  # type: ignore[method-assign]
+    return store
+
+
+def test_new_episodes_are_enriched_before_the_write_transaction(store: Store, clock: FakeClock) -> None:
+    store = writing_store(store)
+    enricher = CountingEnricher(store)
+    recent = RecentEpisodes()
+    first = ingest_webhook(store, fixture_body("firing_group.json"), POLICY, enricher, clock(), recent=recent)
+    assert enricher.calls == [False, False, False]  # three new alerts, none enriched inside
+    assert first.alert_results == {(AlertStatus.FIRING, DeliveryResult.NEW): 3}
+    second = ingest_webhook(
+        store, fixture_body("firing_group.json"), POLICY, enricher, clock(), recent=recent
+    )
+    assert second.duplicate
+    assert len(enricher.calls) == 3  # a repeat of known episodes costs no enrichment
+
+
+def test_episodes_stored_by_another_process_stay_duplicates_when_guessed_new(
+    store: Store, clock: FakeClock
+) -> None:
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock())
+    with store.read() as conn:
+        before = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+    # A fresh memory (another gunicorn worker) guesses every episode new and enriches it in vain.
+    again = ingest_webhook(
+        store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock(), recent=RecentEpisodes()
+    )
+    with store.read() as conn:
+        after = [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+    assert again.duplicate and after == before
+    assert again.alert_results == {(AlertStatus.FIRING, DeliveryResult.DUPLICATE): 3}
+    assert not again.misses
+
+
+def test_recent_episodes_forget_the_oldest_past_their_capacity(clock: FakeClock) -> None:
+    recent = RecentEpisodes(capacity=2)
+    now = clock()
+    recent.remember([("a", now), ("b", now)])
+    recent.remember([("a", now), ("c", now)])  # "a" is fresh again, "b" the oldest
+    delivered = [Alert(fp, AlertStatus.FIRING, {}, {}, now, None, "") for fp in ("a", "b", "c")]
+    assert [a.fingerprint for a in recent.unknown(delivered)] == ["b"]

@@ -11,6 +11,7 @@ from flask import current_app
 from recoverlink.config.loader import Settings
 from recoverlink.domain.alerts import AlertPolicy
 from recoverlink.domain.itsm import ItsmAdapter
+from recoverlink.ingest import RecentEpisodes
 from recoverlink.itsm_changes import ChangeRules
 from recoverlink.recovery_jobs import JobPlan
 from recoverlink.recovery_operations import RecoveryOperations
@@ -42,6 +43,8 @@ class Runtime:
     clock: Callable[[], datetime]
     jobs: JobPlan
     itsm: ItsmRuntime = field(default_factory=ItsmRuntime)
+    # Which alerts of a delivery are likely new, to enrich them before SQLite's write lock.
+    recent_episodes: RecentEpisodes = field(default_factory=RecentEpisodes)
 
     @property
     def operations(self) -> RecoveryOperations:

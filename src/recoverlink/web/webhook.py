@@ -35,7 +35,9 @@ def alertmanager() -> Response:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from exc
     try:
         enricher = rt.enrichment.current.enricher
-        outcome = ingest_webhook(rt.store, body, rt.alert_policy, enricher, rt.clock(), plan=rt.jobs)
+        outcome = ingest_webhook(
+            rt.store, body, rt.alert_policy, enricher, rt.clock(), plan=rt.jobs, recent=rt.recent_episodes
+        )
     except PayloadInvalid as exc:
         counter.labels(outcome="rejected").inc()
         log.info("notification rejected", extra={"reason": exc.message})

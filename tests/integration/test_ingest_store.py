@@ -237,3 +237,20 @@ def test_recent_episodes_forget_the_oldest_past_their_capacity(clock: FakeClock)
     recent.remember([("a", now), ("c", now)])  # "a" is fresh again, "b" the oldest
     delivered = [Alert(fp, AlertStatus.FIRING, {}, {}, now, None, "") for fp in ("a", "b", "c")]
     assert [a.fingerprint for a in recent.unknown(delivered)] == ["b"]
+
+
+@pytest.mark.parametrize("microsecond", [0, 123456])
+def test_times_written_by_the_driver_read_back_through_sqlalchemy(
+    store: Store, clock: FakeClock, microsecond: int
+) -> None:
+    clock.now = clock.now.replace(microsecond=microsecond)
+    first = ingest(store, "firing_group.json", clock)
+    with store.read() as conn:
+        row = conn.execute(select(notifications.c.received_at, notifications.c.last_received_at)).one()
+    assert row.received_at == row.last_received_at == clock.now.replace(tzinfo=None)
+    clock.now += timedelta(seconds=2)
+    again = ingest(store, "firing_group.json", clock)
+    assert again.duplicate and again.notification_id == first.notification_id  # type: ignore[attr-defined]
+    with store.read() as conn:
+        last = conn.execute(select(notifications.c.last_received_at)).scalar_one()
+    assert last == clock.now.replace(tzinfo=None)

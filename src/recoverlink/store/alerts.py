@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,14 @@ from recoverlink.domain.alerts import (
     Notification,
     StoredEpisode,
 )
-from recoverlink.store.common import from_db_time, to_db_time, upsert, upsert_rows
+from recoverlink.store.common import (
+    DriverStatement,
+    driver_time,
+    from_db_time,
+    from_driver_time,
+    to_db_time,
+    upsert_rows,
+)
 from recoverlink.store.schema import Json, alerts, notifications
 
 EpisodeKey = tuple[str, datetime]
@@ -35,15 +43,11 @@ _NOTIFICATION_COLUMNS = [
     "dedup_key", "received_at", "last_received_at", "delivery_count", "receiver", "status",
     "group_key", "external_url", "truncated_alerts", "alert_count", "raw_body",
 ]  # fmt: skip
-_RECORD_NOTIFICATION = upsert(
-    notifications,
-    _NOTIFICATION_COLUMNS,
-    ["dedup_key"],
-    set_={
-        "delivery_count": "notifications.delivery_count + 1",
-        "last_received_at": "excluded.last_received_at",
-    },
-    returning=["id", "delivery_count"],
+_RECORD_NOTIFICATION = DriverStatement(
+    f"INSERT INTO {notifications.name} ({', '.join(_NOTIFICATION_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + c for c in _NOTIFICATION_COLUMNS)}) ON CONFLICT (dedup_key) DO UPDATE SET "
+    "delivery_count = notifications.delivery_count + 1, last_received_at = excluded.last_received_at "
+    "RETURNING id, delivery_count"
 )
 
 
@@ -51,7 +55,7 @@ def record_notification(
     conn: Connection, notification: Notification, dedup_key: str, raw_body: bytes, now: datetime
 ) -> RecordedNotification:
     """Store a delivery once; a copy of it (HA pair, retry) only counts one more delivery."""
-    at = to_db_time(now)
+    at = driver_time(conn, now)
     params = {
         "dedup_key": dedup_key,
         "received_at": at,
@@ -65,8 +69,8 @@ def record_notification(
         "alert_count": len(notification.alerts),
         "raw_body": raw_body,
     }
-    row = conn.execute(_RECORD_NOTIFICATION, params).one()
-    return RecordedNotification(id=row.id, delivery_count=row.delivery_count)
+    row = _RECORD_NOTIFICATION.run(conn, params).one()
+    return RecordedNotification(id=int(row.id), delivery_count=int(row.delivery_count))
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,14 @@ class StoredEpisodes:
     last_seen: dict[EpisodeKey, datetime] = field(default_factory=dict)
 
 
-_LOAD_EPISODES = select(
-    alerts.c.id, alerts.c.fingerprint, alerts.c.starts_at, alerts.c.status, alerts.c.last_seen_at
-).where(alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+@functools.lru_cache(maxsize=256)
+def _load_episodes(count: int) -> DriverStatement:
+    """The episodes of `count` fingerprints (one statement per count, built once)."""
+    binds = ", ".join(f":fp_{i}" for i in range(count))
+    return DriverStatement(
+        f"SELECT id, fingerprint, starts_at, status, last_seen_at FROM {alerts.name} "  # noqa: S608
+        f"WHERE fingerprint IN ({binds})"
+    )
 
 
 def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> StoredEpisodes:
@@ -89,13 +98,15 @@ def load_episodes(conn: Connection, keys: Iterable[EpisodeKey]) -> StoredEpisode
     found = StoredEpisodes({}, {})
     if not wanted:
         return found
-    rows = conn.execute(_LOAD_EPISODES, {"fingerprints": sorted({fp for fp, _ in wanted})})
+    fingerprints = sorted({fp for fp, _ in wanted})
+    rows = _load_episodes(len(fingerprints)).run(conn, {f"fp_{i}": fp for i, fp in enumerate(fingerprints)})
     for row in rows:
-        if (row.fingerprint, row.starts_at) in wanted:
-            key = (row.fingerprint, from_db_time(row.starts_at))
-            found.states[key] = StoredEpisode(row.fingerprint, key[1], AlertStatus(row.status))
+        starts_at = from_driver_time(row.starts_at)
+        if (row.fingerprint, to_db_time(starts_at)) in wanted:
+            key = (row.fingerprint, starts_at)
+            found.states[key] = StoredEpisode(row.fingerprint, starts_at, AlertStatus(row.status))
             found.ids[key] = int(row.id)
-            found.last_seen[key] = from_db_time(row.last_seen_at)
+            found.last_seen[key] = from_driver_time(row.last_seen_at)
     return found
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TextClause, TextualSelect, bindparam, text
+from sqlalchemy import Connection, CursorResult, Table, TextClause, TextualSelect, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -18,6 +19,42 @@ def to_db_time(value: datetime) -> datetime:
 
 def from_db_time(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
+
+
+# SQLAlchemy's own form of a DateTime on SQLite (its DATETIME type always writes microseconds).
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_NAMED_BIND = re.compile(r":([a-z_][a-z0-9_]*)")
+
+
+class DriverStatement:
+    """A statement run through the driver itself (`exec_driver_sql`), in each backend's paramstyle.
+
+    For the few statements every webhook runs while it holds SQLite's write lock: SQLAlchemy's
+    execution of a `text()` construct (cache key, bind processing, result typing) cost several
+    times the database's own work there. Written once with `:name` binds; values go through
+    `driver_time` and come back through `from_driver_time`, so they are stored exactly as
+    SQLAlchemy's DateTime stores them. Names come from our own schema, never from input.
+    """
+
+    def __init__(self, sql: str) -> None:
+        self.sqlite = sql
+        self.postgresql = _NAMED_BIND.sub(r"%(\1)s", sql)
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
+        sql = self.postgresql if conn.dialect.name == "postgresql" else self.sqlite
+        return conn.exec_driver_sql(sql, dict(params))
+
+
+def driver_time(conn: Connection, value: datetime) -> datetime | str:
+    """A time as a DriverStatement bind: naive UTC, as text in SQLAlchemy's form on SQLite."""
+    naive = to_db_time(value)
+    return naive.strftime(_SQLITE_TIME) if conn.dialect.name == "sqlite" else naive
+
+
+def from_driver_time(value: datetime | str) -> datetime:
+    """A time a DriverStatement read (text on SQLite, naive UTC on PostgreSQL), as aware UTC."""
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return from_db_time(parsed)
 
 
 def insert_for(conn: Connection, table: Table) -> Any:

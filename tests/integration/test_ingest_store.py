@@ -16,6 +16,7 @@ from recoverlink.domain.catalog import Catalog
 from recoverlink.domain.enrichment import Enricher
 from recoverlink.domain.rules import RuleSet
 from recoverlink.ingest import RecentEpisodes, ingest_webhook
+from recoverlink.store import alerts as alert_store
 from recoverlink.store.engine import Store
 from recoverlink.store.schema import alerts, notifications
 from tests.conftest import FakeClock, fixture_body
@@ -254,3 +255,19 @@ def test_times_written_by_the_driver_read_back_through_sqlalchemy(
     with store.read() as conn:
         last = conn.execute(select(notifications.c.last_received_at)).scalar_one()
     assert last == clock.now.replace(tzinfo=None)
+
+
+def test_episodes_written_by_the_driver_read_back_through_sqlalchemy(store: Store, clock: FakeClock) -> None:
+    ingest(store, "firing_group.json", clock)
+    sent = json.loads(fixture_body("firing_group.json"))["alerts"]
+    with store.read() as conn:
+        rows = alert_store.list_episodes(conn, limit=10)
+        versions = set(conn.execute(select(alerts.c.ruleset_version)).scalars())
+    by_fingerprint = {row.fingerprint: row for row in rows}
+    for alert in sent:
+        row = by_fingerprint[alert["fingerprint"]]
+        assert row.labels == alert["labels"] and row.annotations == alert["annotations"]
+        assert isinstance(row.flags, list) and isinstance(row.enrichment, dict)
+        assert row.first_seen_at == row.last_seen_at == clock.now and row.ends_at is None
+        assert row.starts_at.isoformat().startswith(alert["startsAt"][:19])
+    assert versions == {"test"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,6 @@ from recoverlink.store.common import (
     from_db_time,
     from_driver_time,
     to_db_time,
-    upsert_rows,
 )
 from recoverlink.store.schema import Json, alerts, notifications
 
@@ -130,35 +130,54 @@ def insert_episodes(
     concurrent writer may win a race for the others)."""
     if not new:
         return {}
-    at = to_db_time(now)
+    at = driver_time(conn, now)
     enrichments = enrichments or {}
-    rows = [
-        {
-            "fingerprint": a.fingerprint,
-            "starts_at": to_db_time(a.starts_at),
-            "status": a.status.value,
-            "ends_at": to_db_time(a.ends_at) if a.ends_at else None,
-            "labels": dict(a.labels),
-            "annotations": dict(a.annotations),
-            "generator_url": a.generator_url,
-            "flags": [f.value for f in a.flags],
-            "first_seen_at": at,
-            "last_seen_at": at,
-            "resolved_at": at if a.status is AlertStatus.RESOLVED else None,
-            "first_notification_id": notification_id,
-            "enrichment": dict(enrichments[a.episode_key]) if a.episode_key in enrichments else None,
-            "ruleset_version": (enrichments.get(a.episode_key) or {}).get("ruleset_version"),
-        }
-        for a in new
-    ]
+    rows = [_episode_binds(conn, a, notification_id, at, enrichments.get(a.episode_key)) for a in new]
     inserted: dict[EpisodeKey, int] = {}
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
-        statement = upsert_rows(alerts, _EPISODE_COLUMNS, _EPISODE_KEY, len(chunk), ("id", *_EPISODE_KEY))
         params = {f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in _EPISODE_COLUMNS}
-        for returned in conn.execute(statement, params):
-            inserted[(returned.fingerprint, from_db_time(returned.starts_at))] = int(returned.id)
+        for returned in _insert_episodes(len(chunk)).run(conn, params):
+            inserted[(returned.fingerprint, from_driver_time(returned.starts_at))] = int(returned.id)
     return inserted
+
+
+def _episode_binds(
+    conn: Connection,
+    alert: Alert,
+    notification_id: int,
+    at: datetime | str,
+    enrichment: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """One new episode's row as driver binds: JSON columns encoded as SQLAlchemy's JSON type does
+    (json.dumps; None is JSON null), times as `driver_time`."""
+    return {
+        "fingerprint": alert.fingerprint,
+        "starts_at": driver_time(conn, alert.starts_at),
+        "status": alert.status.value,
+        "ends_at": driver_time(conn, alert.ends_at) if alert.ends_at else None,
+        "labels": json.dumps(dict(alert.labels)),
+        "annotations": json.dumps(dict(alert.annotations)),
+        "generator_url": alert.generator_url,
+        "flags": json.dumps([f.value for f in alert.flags]),
+        "first_seen_at": at,
+        "last_seen_at": at,
+        "resolved_at": at if alert.status is AlertStatus.RESOLVED else None,
+        "first_notification_id": notification_id,
+        "enrichment": json.dumps(dict(enrichment) if enrichment is not None else None),
+        "ruleset_version": (enrichment or {}).get("ruleset_version"),
+    }
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_episodes(count: int) -> DriverStatement:
+    """`count` new episodes in one statement, DO NOTHING for those a concurrent writer inserted
+    first; returns the keys this statement inserted. Binds are `<column>_<row>`."""
+    rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EPISODE_COLUMNS) + ")" for i in range(count))
+    return DriverStatement(
+        f"INSERT INTO {alerts.name} ({', '.join(_EPISODE_COLUMNS)}) VALUES {rows} "  # noqa: S608
+        "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id, fingerprint, starts_at"
+    )
 
 
 def resolve_episode(conn: Connection, alert: Alert, now: datetime) -> bool:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import click
 
 from recoverlink.cli_common import config_option, ready_store, reports_errors, settings_for, table, when
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound
 from recoverlink.domain.outbox import JobState
 from recoverlink.job_operations import discard_job, job_record, retry_job
@@ -74,7 +75,7 @@ def jobs() -> None:
 )
 @click.option("--kind", help="Only jobs of this kind, e.g. impact.lookup.")
 @click.option(
-    "--recovery", "recovery_id", type=click.IntRange(1, 2**63 - 1), help="Only this recovery's jobs."
+    "--recovery", "recovery_id", type=click.IntRange(1, MAX_BIGINT), help="Only this recovery's jobs."
 )
 @click.option(
     "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="At most this many."
@@ -116,7 +117,7 @@ def jobs_list(
 
 @jobs.command("show")
 @config_option
-@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@click.argument("job_id", type=click.IntRange(1, MAX_BIGINT))
 @reports_errors
 def jobs_show(config_file: str | None, job_id: int) -> None:
     """One job, whole, as JSON (GET /api/v1/jobs/ID answers the same)."""
@@ -130,7 +131,7 @@ def jobs_show(config_file: str | None, job_id: int) -> None:
 
 @jobs.command("retry")
 @config_option
-@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@click.argument("job_id", type=click.IntRange(1, MAX_BIGINT))
 @reports_errors
 def jobs_retry(config_file: str | None, job_id: int) -> None:
     """Make a dead, discarded or waiting job due now, with a fresh set of attempts."""
@@ -140,7 +141,7 @@ def jobs_retry(config_file: str | None, job_id: int) -> None:
 
 @jobs.command("discard")
 @config_option
-@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
+@click.argument("job_id", type=click.IntRange(1, MAX_BIGINT))
 @reports_errors
 def jobs_discard(config_file: str | None, job_id: int) -> None:
     """Give up on a job (pending, running or dead); it is kept, marked discarded."""

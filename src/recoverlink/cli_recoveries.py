@@ -16,6 +16,7 @@ from recoverlink.cli_common import (
     table,
     when,
 )
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound
 from recoverlink.domain.recovery_state import RecoveryState
 from recoverlink.store.recovery_queries import (
@@ -82,7 +83,7 @@ def recoveries_list(
 
 @recoveries.command("show")
 @config_option
-@click.argument("recovery_id", type=click.IntRange(1, 2**63 - 1))
+@click.argument("recovery_id", type=click.IntRange(1, MAX_BIGINT))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/v1/recoveries/ID answers.")
 @reports_errors
 def recoveries_show(config_file: str | None, recovery_id: int, as_json: bool) -> None:

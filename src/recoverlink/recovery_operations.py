@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound, PayloadInvalid, TransitionNotAllowed
 from recoverlink.domain.recovery_state import (
     RecoveryEvent,
@@ -52,7 +53,6 @@ OPERATOR_STEPS = frozenset(
     }
 )
 NOTE_MAX_LENGTH = 2000
-MAX_ID = 2**63 - 1  # a BIGINT: a larger id is as unknown as any other
 
 Change = Callable[[Connection, Any, str, datetime], list[Transition]]
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class RecoveryOperations:
         """Lock the row, apply `change`, `read` the result in the same transaction; then observe metrics.
 
         Raises NotFound for an unknown recovery, and whatever the change refuses (409, 400)."""
-        if not 1 <= recovery_id <= MAX_ID:
+        if not 1 <= recovery_id <= MAX_BIGINT:
             raise NotFound(f"recovery {recovery_id} not found")
         with self.store.write() as conn:
             row = store.load_row(conn, recovery_id, for_update=True)

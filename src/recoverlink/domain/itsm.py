@@ -20,8 +20,6 @@ from recoverlink.domain.rules import ResolutionPolicy
 
 CORRELATION_PREFIX = "recoverlink:rec-"
 
-MAX_SEQUENCE = 2**63 - 1  # stored as a BIGINT: a larger counter or id is not one an ITSM sends
-
 
 def correlation_id(recovery_id: int) -> str:
     """The key stored in the ITSM record, so a retried create finds the incident it already made."""

@@ -7,7 +7,7 @@ context columns, the stale counts and the latest audit entries of the listed ids
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,19 +105,20 @@ def recovery_contexts(conn: Connection, summaries: Sequence[RecoverySummary]) ->
         facts = summary.impact.get("facts") or {}
         contexts[summary.id] = RecoveryContext(
             service_ref=row.service_ref,
-            journeys=_merged(service.get("journeys"), facts.get("journeys")),
-            segments=_merged(service.get("segments"), facts.get("segments")),
+            journeys=merged_names(service.get("journeys"), facts.get("journeys")),
+            segments=merged_names(service.get("segments"), facts.get("segments")),
             stale_alerts=stale.get(summary.id, 0),
             last_update=latest.get(summary.id),
         )
     return contexts
 
 
-def _merged(*lists: Iterable[Any] | None) -> tuple[str, ...]:
-    """Distinct values in first-seen order."""
+def merged_names(*lists: Any) -> tuple[str, ...]:
+    """Distinct names in first-seen order from JSON lists; anything but a list counts as none."""
     merged: dict[str, None] = {}
     for values in lists:
-        merged.update((str(v), None) for v in values or ())
+        if isinstance(values, list):
+            merged.update((str(v), None) for v in values)
     return tuple(merged)
 
 

@@ -7,14 +7,12 @@ stops at its card limit).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, select
 
-from recoverlink.store.board_queries import OPEN_STATES
+from recoverlink.store.board_queries import OPEN_STATES, merged_names
 from recoverlink.store.common import from_db_time
 from recoverlink.store.schema import recoveries
 
@@ -49,16 +47,7 @@ def status_recoveries(conn: Connection) -> list[StatusRecovery]:
             state=row.state,
             opened_at=from_db_time(row.opened_at),
             public_message=row.public_message,
-            journeys=_journeys(row.service_journeys, row.fact_journeys),
+            journeys=merged_names(row.service_journeys, row.fact_journeys),
         )
         for row in conn.execute(_STATUS)
     ]
-
-
-def _journeys(*lists: Any) -> tuple[str, ...]:
-    """Distinct journey names in first-seen order; anything but a list of names counts as none."""
-    merged: dict[str, None] = {}
-    for values in lists:
-        if isinstance(values, Iterable) and not isinstance(values, str | bytes | dict):
-            merged.update((str(v), None) for v in values)
-    return tuple(merged)

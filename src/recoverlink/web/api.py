@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from recoverlink.adapters.alertmanager import alerts_for_explain, decode_body
 from recoverlink.domain.alerts import AlertStatus
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import PayloadInvalid
 from recoverlink.domain.tokens import Role
 from recoverlink.explain import explain_alerts
@@ -57,7 +58,7 @@ def _json_value(value: Any) -> Any:
 def alerts() -> Response:
     """Stored alert episodes, newest first; `next_cursor` fetches the next page."""
     limit = int_arg("limit", 100, 1, MAX_PAGE) or 100
-    cursor = int_arg("cursor", None, 1, 2**63 - 1)
+    cursor = int_arg("cursor", None, 1, MAX_BIGINT)
     with runtime().store.read() as conn:
         rows = list_episodes(
             conn,

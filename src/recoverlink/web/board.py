@@ -18,6 +18,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from recoverlink.config.board import BoardConfig
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound
 from recoverlink.postmortem import draft_postmortem
 from recoverlink.recovery_words import describe_entry
@@ -38,7 +39,6 @@ from recoverlink.web.pages import html_blueprint, markdown_response
 from recoverlink.web.runtime import runtime
 
 bp = html_blueprint(Blueprint("board", __name__, url_prefix="/board"))
-MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _load(recovery_id: int) -> BoardDetail:
     rt = runtime()
     stale_after = rt.enrichment.current.enricher.ruleset.defaults.stale_after
     found = None
-    if 1 <= recovery_id <= MAX_ID:
+    if 1 <= recovery_id <= MAX_BIGINT:
         with rt.store.read() as conn:
             found = load_board_recovery(conn, recovery_id, now=rt.clock(), default_stale_after=stale_after)
     if found is None:

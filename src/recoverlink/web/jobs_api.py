@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound, PayloadInvalid
 from recoverlink.domain.outbox import JobState
 from recoverlink.domain.recovery_state import TransitionSource
@@ -23,7 +24,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 500
 OPERATOR = TransitionSource.OPERATOR.value
-MAX_ID = 2**63 - 1
 
 
 def _filters() -> JobFilter:
@@ -35,7 +35,7 @@ def _filters() -> JobFilter:
     kind = request.args.get("kind")
     if kind is not None and (not kind or len(kind) > 64 or "\x00" in kind):
         raise PayloadInvalid("kind must be 1 to 64 characters, without NUL", field="kind")
-    recovery_id = int_arg("recovery_id", None, 1, MAX_ID)
+    recovery_id = int_arg("recovery_id", None, 1, MAX_BIGINT)
     return JobFilter(states=tuple(dict.fromkeys(states)), kind=kind, recovery_id=recovery_id)
 
 
@@ -45,14 +45,14 @@ def list_view() -> Response:
     """Jobs newest first; `next_cursor` fetches the next page."""
     filters = _filters()
     limit = int_arg("limit", 50, 1, MAX_PAGE) or 50
-    cursor = int_arg("cursor", None, 1, MAX_ID)
+    cursor = int_arg("cursor", None, 1, MAX_BIGINT)
     with runtime().store.read() as conn:
         jobs, more = outbox.list_jobs(conn, filters, limit=limit, before_id=cursor)
     return jsonify({"items": [job_record(j) for j in jobs], "next_cursor": more})
 
 
 def _job_id(job_id: int) -> int:
-    if not 1 <= job_id <= MAX_ID:
+    if not 1 <= job_id <= MAX_BIGINT:
         raise NotFound(f"job {job_id} not found")
     return job_id
 

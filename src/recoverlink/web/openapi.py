@@ -12,13 +12,13 @@ from typing import Any
 
 from recoverlink import __version__
 from recoverlink.domain.alerts import AlertFlag
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.itsm import IncidentStatus
 from recoverlink.domain.outbox import JobState
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import Milestone, RecoveryState
 
 Schema = dict[str, Any]
-MAX_ID = 2**63 - 1
 # What the store can keep: no NUL (PostgreSQL text), and for free text at least one non-blank.
 NO_NUL = r"^[^\u0000]*$"
 NOT_BLANK = r"^[^\u0000]*[^\u0000\s][^\u0000]*$"
@@ -372,7 +372,7 @@ ID_PARAMETER: Schema = {
     "name": "recovery_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
 }
 
 
@@ -419,9 +419,11 @@ def _jobs_paths() -> dict[str, Schema]:
                     _query(
                         "kind", {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_NUL}, ""
                     ),
-                    _query("recovery_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, ""),
+                    _query("recovery_id", {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}, ""),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, ""),
-                    _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "`next_cursor`"),
+                    _query(
+                        "cursor", {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}, "`next_cursor`"
+                    ),
                 ],
                 "responses": _responses(ref("JobPage"), admin, "400", "401", "403"),
             }
@@ -463,7 +465,9 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Stored alert episodes, newest first",
                 "parameters": [
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, ""),
-                    _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "`next_cursor`"),
+                    _query(
+                        "cursor", {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}, "`next_cursor`"
+                    ),
                     _query("status", {"type": "string", "enum": ["firing", "resolved"]}, ""),
                     _query("fingerprint", {"type": "string", "pattern": NO_NUL}, ""),
                 ],

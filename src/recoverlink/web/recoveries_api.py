@@ -20,6 +20,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection
 
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import NotFound, PayloadInvalid
 from recoverlink.domain.priority import PRIORITIES, UNKNOWN
 from recoverlink.domain.recovery_state import RecoveryState
@@ -43,7 +44,6 @@ from recoverlink.web.runtime import runtime
 bp = Blueprint("recoveries", __name__, url_prefix="/api/v1")
 
 DEFAULT_PAGE, MAX_PAGE = 50, 500
-MAX_ID = 2**63 - 1
 PRIORITY_FILTERS = (*PRIORITIES, UNKNOWN)
 CURSOR_ALPHABET = string.digits + string.ascii_letters
 MAX_CURSOR_LENGTH = 10  # 62**10 > 8e17 ids, and every 10-character cursor fits a BIGINT
@@ -255,7 +255,7 @@ def openapi_view() -> Response:
 
 def _exists(recovery_id: int) -> None:
     """Flask's int converter takes any size; ids beyond BIGINT are as unknown as any other."""
-    if not 1 <= recovery_id <= MAX_ID:
+    if not 1 <= recovery_id <= MAX_BIGINT:
         raise NotFound(f"recovery {recovery_id} not found")
 
 

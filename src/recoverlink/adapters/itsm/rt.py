@@ -24,10 +24,10 @@ import requests
 from recoverlink.adapters.http_calls import Answer, Caller, excerpt, excerpt_bytes, utc_now
 from recoverlink.adapters.itsm.auth import authorization
 from recoverlink.config.itsm import RtConfig
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import ItsmError, PayloadInvalid
 from recoverlink.domain.itsm import (
     CORRELATION_PREFIX,
-    MAX_SEQUENCE,
     CheckFinding,
     IncidentChange,
     IncidentDraft,
@@ -382,7 +382,7 @@ def _id_field(document: Mapping[str, Any], name: str) -> int:
     value = document.get(name)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SEQUENCE:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_BIGINT:
         raise PayloadInvalid(f"{name} must be a positive integer below 2^63", field=name)
     return value
 

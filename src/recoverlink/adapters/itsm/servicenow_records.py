@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from recoverlink.config.itsm import ServiceNowConfig
+from recoverlink.domain.bounds import MAX_BIGINT
 from recoverlink.domain.errors import PayloadInvalid
 from recoverlink.domain.itsm import (
-    MAX_SEQUENCE,
     IncidentChange,
     IncidentDraft,
     IncidentStatus,
@@ -115,7 +115,7 @@ def counter(record: Mapping[str, Any], name: str) -> int:
     value = record.get(name)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQUENCE:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_BIGINT:
         return value
     raise RecordInvalid(name, f"{name} is {_shown(value)}, not a count below 2^63")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, session
+from flask.sessions import NullSession
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
@@ -141,6 +142,22 @@ def test_a_revoked_token_ends_its_session_at_the_next_request(
     with store.write() as conn:
         conn.execute(update(api_tokens).values(revoked_at=rec.clock()))
     assert agent.http.get("/board").status_code == 303
+
+
+def test_only_the_pages_open_the_session_cookie_the_webhook_and_api_never_read_it(
+    app: Flask, rec: Recoveries, agent: Agent
+) -> None:
+    signed_in(agent, rec, Role.OPERATOR)
+    headers = {"Cookie": f"{SESSION_COOKIE}={session_cookie(agent.http).value}"}
+    for path in ("/webhook/alertmanager", "/api/v1/recoveries", "/metrics", "/-/ready"):
+        with app.test_request_context(path, method="POST", headers=headers):
+            assert isinstance(session, NullSession), path
+    for path in ("/board", "/board/recoveries/1", "/status", "/status.json"):
+        with app.test_request_context(path, headers=headers):
+            assert isinstance(session.get("token_id"), int), path
+    webhook = agent.http.post("/webhook/alertmanager", data=b"{}", headers={"Authorization": "Bearer x"})
+    assert "Set-Cookie" not in webhook.headers
+    assert agent.http.get("/board").status_code == 200, "still signed in"
 
 
 def test_signing_out_ends_the_session(rec: Recoveries, agent: Agent) -> None:

@@ -36,6 +36,7 @@ from recoverlink.domain.recovery_state import (
 )
 from recoverlink.store import outbox
 from recoverlink.store import recoveries as store
+from recoverlink.store.common import WriteBatch
 from recoverlink.store.outbox import NewJob
 from recoverlink.telemetry import FinishFacts, Metrics
 
@@ -194,15 +195,26 @@ def apply_and_commit(
 
 @dataclass
 class PendingWrites:
-    """Audit rows and jobs of one transaction, written together at its end: one round trip each
-    instead of one per row (the ingest path writes several per new recovery)."""
+    """Attachments, audit rows and jobs of one transaction, written together at its end: one round
+    trip on PostgreSQL instead of one per kind or row (the ingest path writes several per new recovery)."""
 
     audits: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
+    attachments: list[store.Attachment] = field(default_factory=list)
+
+    def flush_attachments(self, conn: Connection, now: datetime) -> None:
+        """Write the attachments now, for what reads them before the transaction ends."""
+        store.attach_alerts(conn, self.attachments, now)
+        self.attachments.clear()
 
     def flush(self, conn: Connection, now: datetime, max_attempts: int) -> None:
-        store.append_audits(conn, self.audits)
-        outbox.enqueue(conn, self.jobs, now, max_attempts)
+        """Everything pending in one batch (one round trip on PostgreSQL)."""
+        batch = WriteBatch()
+        store.attachment_writes(batch, conn, self.attachments, now)
+        store.audit_writes(batch, conn, self.audits)
+        outbox.enqueue_writes(batch, conn, self.jobs, now, max_attempts)
+        batch.run(conn)
+        self.attachments.clear()
         self.audits.clear()
         self.jobs.clear()
 

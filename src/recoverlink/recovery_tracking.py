@@ -112,8 +112,9 @@ def track_recoveries(
     inserted.sort(key=lambda pair: store.storm_lock_key(_storm_scope(pair[1])))
     for alert, enrichment in inserted:
         tracker.place(alert, ids[alert.episode_key], enrichment)
-    store.attach_alerts(conn, tracker.attachments, now)
     resolved = {ids[d.alert.episode_key] for d in changed if d.alert.status is AlertStatus.RESOLVED}
+    if resolved:
+        tracker.pending.flush_attachments(conn, now)  # the counts below read them
     touched = {store.recovery_of_alert(conn, alert_id) for alert_id in resolved}
     for recovery_id in sorted(r for r in touched if r is not None):
         tracker.fix_deployed_if_all_resolved(recovery_id)
@@ -131,7 +132,6 @@ class _Tracker:
     plan: JobPlan
     outcome: TrackingOutcome = field(default_factory=TrackingOutcome)
     pending: PendingWrites = field(default_factory=PendingWrites)
-    attachments: list[store.Attachment] = field(default_factory=list)
     # correlation key -> the collecting recovery an earlier episode of this delivery joined or opened:
     # the next episodes of the group join it without asking the store again.
     collecting: dict[str, int] = field(default_factory=dict)
@@ -141,7 +141,9 @@ class _Tracker:
         episode = _episode(alert, enrichment, self.group_key)
         joined = self.collecting.get(episode.correlation_key)
         if joined is not None:
-            self.attachments.append(store.Attachment(joined, alert_id, ROLE[CorrelationOutcome.ATTACHED]))
+            self.pending.attachments.append(
+                store.Attachment(joined, alert_id, ROLE[CorrelationOutcome.ATTACHED])
+            )
             self.outcome.placements[CorrelationOutcome.ATTACHED] += 1
             return
         storm = episode.storm
@@ -157,7 +159,7 @@ class _Tracker:
         )
         decision = correlate(episode, candidates)
         recovery_id = self._apply(decision, alert, enrichment, episode)
-        self.attachments.append(store.Attachment(recovery_id, alert_id, ROLE[decision.outcome]))
+        self.pending.attachments.append(store.Attachment(recovery_id, alert_id, ROLE[decision.outcome]))
         if decision.outcome in _COLLECTS_UNDER_ITS_KEY:
             self.collecting[episode.correlation_key] = recovery_id
         self.outcome.placements[decision.outcome] += 1

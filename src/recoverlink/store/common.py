@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,6 +56,61 @@ def from_driver_time(value: datetime | str) -> datetime:
     """A time a DriverStatement read (text on SQLite, naive UTC on PostgreSQL), as aware UTC."""
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     return from_db_time(parsed)
+
+
+def driver_json(value: Any) -> str:
+    """A JSON column's value as a DriverStatement bind, encoded as SQLAlchemy's JSON type does."""
+    return json.dumps(value)
+
+
+def from_driver_json(value: Any) -> Any:
+    """An object or array JSON column a DriverStatement read: text on SQLite, decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def values_sql(table: Table, columns: Sequence[str], count: int) -> str:
+    """`INSERT INTO table (columns) VALUES ...` of `count` rows, with binds `<column>_<row>`."""
+    rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in columns) + ")" for i in range(count))
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {rows}"  # noqa: S608
+
+
+def values_params(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The binds of `values_sql` for these rows."""
+    return {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
+
+
+@functools.lru_cache(maxsize=512)
+def _driver_statement(sql: str) -> DriverStatement:
+    return DriverStatement(sql)
+
+
+class WriteBatch:
+    """Writes of one transaction that read nothing back, sent in one round trip on PostgreSQL.
+
+    Each part is one INSERT or UPDATE. On PostgreSQL they become the data-modifying CTEs of one
+    statement, which all see the transaction as it stood before it: parts must not depend on each
+    other's rows. SQLite runs them one after another (in-process, there is no round trip to save).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, sql: str, params: Mapping[str, Any]) -> None:
+        """Add one statement written with `:name` binds (renamed here so parts never collide)."""
+        prefix = f"w{len(self._parts)}_"
+        renamed = _NAMED_BIND.sub(lambda m: f":{prefix}{m.group(1)}", sql)
+        self._parts.append((renamed, {prefix + name: value for name, value in params.items()}))
+
+    def run(self, conn: Connection) -> None:
+        if conn.dialect.name != "postgresql":
+            for sql, params in self._parts:
+                _driver_statement(sql).run(conn, params)
+        elif self._parts:
+            *first, (last, _) = self._parts
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
+            sql = f"WITH {ctes} {last}" if ctes else last
+            _driver_statement(sql).run(conn, {k: v for _, params in self._parts for k, v in params.items()})
+        self._parts.clear()
 
 
 def insert_for(conn: Connection, table: Table) -> Any:

@@ -33,7 +33,15 @@ from sqlalchemy import (
 
 from recoverlink.domain.errors import JobStateConflict, NotFound, RecoverlinkError
 from recoverlink.domain.outbox import BacklogState, JobFailure, JobState, backlog_state
-from recoverlink.store.common import from_db_time, to_db_time, upsert
+from recoverlink.store.common import (
+    WriteBatch,
+    driver_json,
+    driver_time,
+    from_db_time,
+    to_db_time,
+    values_params,
+    values_sql,
+)
 from recoverlink.store.schema import CLAIMABLE_WHERE, Json, outbox_jobs
 
 NOTIFY_CHANNEL = "recoverlink_outbox"
@@ -117,28 +125,29 @@ _ENQUEUE_COLUMNS = [
     "kind", "idempotency_key", "recovery_id", "payload", "state", "priority", "due_at", "attempts",
     "max_attempts", "created_at", "updated_at",
 ]  # fmt: skip
-_ENQUEUE = upsert(outbox_jobs, _ENQUEUE_COLUMNS, ["idempotency_key"])
 _NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 
-def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempts: int) -> None:
-    """Add jobs inside the caller's transaction; a key that exists already is left as it is.
+def enqueue_writes(
+    batch: WriteBatch, conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempts: int
+) -> None:
+    """Add jobs to a batch of the caller's transaction; a key that exists already is left as it is.
 
     On PostgreSQL the insert's trigger (migration 0005) wakes the workers waiting on LISTEN at commit.
     """
     if not jobs:
         return
-    at = to_db_time(now)
+    at = driver_time(conn, now)
     carrier = trace_carrier()
     rows = [
         {
             "kind": job.kind,
             "idempotency_key": job.idempotency_key,
             "recovery_id": job.recovery_id,
-            "payload": {**job.payload, **carrier},
+            "payload": driver_json({**job.payload, **carrier}),
             "state": JobState.PENDING.value,
             "priority": job.priority,
-            "due_at": to_db_time(job.due_at),
+            "due_at": driver_time(conn, job.due_at),
             "attempts": 0,
             "max_attempts": max_attempts,
             "created_at": at,
@@ -146,7 +155,15 @@ def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempt
         }
         for job in jobs
     ]
-    conn.execute(_ENQUEUE, rows)
+    sql = values_sql(outbox_jobs, _ENQUEUE_COLUMNS, len(rows)) + " ON CONFLICT (idempotency_key) DO NOTHING"
+    batch.add(sql, values_params(_ENQUEUE_COLUMNS, rows))
+
+
+def enqueue(conn: Connection, jobs: Sequence[NewJob], now: datetime, max_attempts: int) -> None:
+    """Add jobs inside the caller's transaction now (see `enqueue_writes`)."""
+    batch = WriteBatch()
+    enqueue_writes(batch, conn, jobs, now, max_attempts)
+    batch.run(conn)
 
 
 # The hot statements of the worker are plain text compiled once (SQLAlchemy rebuilt and compiled the

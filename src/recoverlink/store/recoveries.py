@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from recoverlink.domain.correlation import Candidates, RecoveryCandidate
 from recoverlink.domain.recovery_state import Milestone, RecoveryState, RecoveryStatus, Transition
 from recoverlink.domain.rules import StormScope
-from recoverlink.store.common import from_db_time, to_db_time, upsert
+from recoverlink.store.common import (
+    DriverStatement,
+    WriteBatch,
+    driver_json,
+    driver_time,
+    from_driver_json,
+    from_driver_time,
+    to_db_time,
+    values_params,
+    values_sql,
+)
 from recoverlink.store.schema import (
     STORM_PARENT_WHERE,
     alerts,
@@ -101,12 +112,14 @@ _OPEN_COLUMNS = [
     "reopen_window_seconds", "linked_to", "storm", "storm_episodes", "symptoms", "impact_sources",
     "impact_context", "impact", "itsm_system", "actions",
 ]  # fmt: skip
-_OPEN = upsert(recoveries, _OPEN_COLUMNS, ["open_key"], returning=["id"])
+_OPEN = DriverStatement(
+    values_sql(recoveries, _OPEN_COLUMNS, 1) + " ON CONFLICT (open_key) DO NOTHING RETURNING id"
+)
 
 
 def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, now: datetime) -> int | None:
     """Insert an open recovery; None when another writer holds an open one with this key."""
-    at = to_db_time(now)
+    at = driver_time(conn, now)
     values = {
         **_status_values(status, new.correlation_key, now),
         "correlation_key": new.correlation_key,
@@ -117,6 +130,7 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "priority": new.priority,
         "opened_at": at,
         "state_changed_at": at,
+        "updated_at": at,
         "itsm_configured": status.itsm_configured,
         "resolution_policy": new.resolution_policy,
         "reopen_window_seconds": new.reopen_window.total_seconds(),
@@ -124,13 +138,17 @@ def open_recovery(conn: Connection, new: NewRecovery, status: RecoveryStatus, no
         "storm": new.storm,
         "storm_episodes": 0,
         "symptoms": 0,
+        "itsm_system": new.itsm_system,
+    }
+    json_values = {
+        "milestones": values["milestones"],
         "impact_sources": list(new.impact_sources),
         "impact_context": dict(new.impact_context),
         "impact": {},
-        "itsm_system": new.itsm_system,
         "actions": [dict(action) for action in new.actions],
     }
-    row = conn.execute(_OPEN, values).one_or_none()
+    values.update((name, driver_json(value)) for name, value in json_values.items())
+    row = _OPEN.run(conn, values_params(_OPEN_COLUMNS, [values])).one_or_none()
     return int(row.id) if row else None
 
 
@@ -206,13 +224,24 @@ def audit_row(
     }
 
 
-_AUDIT = insert(audit_events)
+_AUDIT_COLUMNS = ("recovery_id", "at", "source", "actor", "kind", "from_state", "to_state", "details")
+
+
+def audit_writes(batch: WriteBatch, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add `audit_row`s to a batch (see `append_audits`)."""
+    if rows:
+        binds = [
+            {**row, "at": driver_time(conn, row["at"]), "details": driver_json(row["details"])}
+            for row in rows
+        ]
+        batch.add(values_sql(audit_events, _AUDIT_COLUMNS, len(binds)), values_params(_AUDIT_COLUMNS, binds))
 
 
 def append_audits(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """The audit trail is append-only: nothing in recoverlink updates or deletes its rows."""
-    if rows:
-        conn.execute(_AUDIT, list(rows))
+    batch = WriteBatch()
+    audit_writes(batch, conn, rows)
+    batch.run(conn)
 
 
 def append_audit(
@@ -241,13 +270,12 @@ def append_audit(
     append_audits(conn, [row])
 
 
-_ATTACH = upsert(recovery_alerts, ["recovery_id", "alert_id", "role", "attached_at"], ["alert_id"])
-_COUNTERS = {
-    role: update(recoveries)
-    .where(recoveries.c.id == bindparam("recovery"))
-    .values({column: recoveries.c[column] + 1})
-    for role, column in (("symptom", "symptoms"), ("storm", "storm_episodes"))
-}
+_ATTACH_COLUMNS = ("recovery_id", "alert_id", "role", "attached_at")
+_COUNTED = {"symptom": "symptoms", "storm": "storm_episodes"}
+_COUNT = (
+    "UPDATE recoveries SET symptoms = symptoms + :symptoms, storm_episodes = storm_episodes + :storm "
+    "WHERE id = :id"
+)
 
 
 @dataclass(frozen=True)
@@ -257,19 +285,36 @@ class Attachment:
     role: str  # member | symptom | storm
 
 
-def attach_alerts(conn: Connection, attachments: Sequence[Attachment], now: datetime) -> None:
-    """Attach episodes to recoveries in one statement; symptoms and storm episodes are counted."""
+def attachment_writes(
+    batch: WriteBatch, conn: Connection, attachments: Sequence[Attachment], now: datetime
+) -> None:
+    """Add to a batch: the attachments of episodes to recoveries, and the counts of symptoms and
+    storm episodes on their recoveries (one statement per recovery counted)."""
     if not attachments:
         return
-    at = to_db_time(now)
+    at = driver_time(conn, now)
     rows = [
         {"recovery_id": a.recovery_id, "alert_id": a.alert_id, "role": a.role, "attached_at": at}
         for a in attachments
     ]
-    conn.execute(_ATTACH, rows)
-    for attachment in attachments:
-        if attachment.role in _COUNTERS:
-            conn.execute(_COUNTERS[attachment.role], {"recovery": attachment.recovery_id})
+    sql = values_sql(recovery_alerts, _ATTACH_COLUMNS, len(rows)) + " ON CONFLICT (alert_id) DO NOTHING"
+    batch.add(sql, values_params(_ATTACH_COLUMNS, rows))
+    counts: dict[int, dict[str, int]] = {}
+    for a in attachments:
+        if a.role in _COUNTED:
+            counted = counts.setdefault(a.recovery_id, {"symptoms": 0, "storm_episodes": 0})
+            counted[_COUNTED[a.role]] += 1
+    for recovery_id, counted in sorted(counts.items()):
+        batch.add(
+            _COUNT, {"id": recovery_id, "symptoms": counted["symptoms"], "storm": counted["storm_episodes"]}
+        )
+
+
+def attach_alerts(conn: Connection, attachments: Sequence[Attachment], now: datetime) -> None:
+    """Attach episodes to recoveries now; symptoms and storm episodes are counted."""
+    batch = WriteBatch()
+    attachment_writes(batch, conn, attachments, now)
+    batch.run(conn)
 
 
 def attach_alert(conn: Connection, recovery_id: int, alert_id: int, role: str, now: datetime) -> None:
@@ -294,58 +339,58 @@ def firing_alerts(conn: Connection, recovery_id: int) -> int:
 
 
 def _candidate(row: Any) -> RecoveryCandidate:
-    fixed = row.milestones.get(Milestone.FIX_DEPLOYED.value)
+    """A candidate from a DriverStatement row (JSON as text and times as text on SQLite)."""
+    fixed = from_driver_json(row.milestones).get(Milestone.FIX_DEPLOYED.value)
     return RecoveryCandidate(
         id=int(row.id),
         correlation_key=row.correlation_key,
         service_ref=row.service_ref,
         team=row.team,
         is_open=row.state in COLLECTING_STATES,
-        opened_at=from_db_time(row.opened_at),
+        opened_at=from_driver_time(row.opened_at),
         fix_deployed_at=datetime.fromisoformat(fixed) if fixed else None,
         is_storm_parent=bool(row.storm),
     )
 
 
-_CANDIDATE_COLUMNS = (
-    recoveries.c.id, recoveries.c.correlation_key, recoveries.c.service_ref, recoveries.c.team,
-    recoveries.c.state, recoveries.c.opened_at, recoveries.c.milestones, recoveries.c.storm,
-)  # fmt: skip
-_SAME_KEY = (
-    select(*_CANDIDATE_COLUMNS)
-    .where(recoveries.c.correlation_key == bindparam("key"))
-    .order_by(recoveries.c.id.desc())
-    .limit(2)
+_CANDIDATE_COLUMNS = "id, correlation_key, service_ref, team, state, opened_at, milestones, storm"
+_SAME_KEY = DriverStatement(
+    f"SELECT {_CANDIDATE_COLUMNS} FROM recoveries WHERE correlation_key = :key ORDER BY id DESC LIMIT 2"  # noqa: S608
 )
-_DEPENDENCIES = (
-    select(*_CANDIDATE_COLUMNS)
-    .where(
-        recoveries.c.service_ref.in_(bindparam("refs", expanding=True)), recoveries.c.open_key.is_not(None)
+
+
+@functools.lru_cache(maxsize=64)
+def _dependencies(count: int) -> DriverStatement:
+    """The newest open recoveries of `count` services (one statement per count, built once)."""
+    refs = ", ".join(f":ref_{i}" for i in range(count))
+    return DriverStatement(
+        f"SELECT {_CANDIDATE_COLUMNS} FROM recoveries "  # noqa: S608
+        f"WHERE service_ref IN ({refs}) AND open_key IS NOT NULL ORDER BY id DESC LIMIT 5"
     )
-    .order_by(recoveries.c.id.desc())
-    .limit(5)
-)
-_STORM_COLUMN = {StormScope.TEAM: recoveries.c.team, StormScope.SERVICE: recoveries.c.service}
+
+
+# One round trip: the scope's recent openings, and its open storm parent if there is one.
+_PARENT_COLUMNS = ", ".join(f"parent.{c}" for c in _CANDIDATE_COLUMNS.split(", "))
 _STORM = {
-    # One round trip for the common case: the scope's recent openings and its open storm parent's id.
-    scope: select(
-        select(func.count())
-        .where(column == bindparam("value"), recoveries.c.opened_at >= bindparam("since"))
-        .scalar_subquery()
-        .label("recent"),
-        select(recoveries.c.id)
-        .where(column == bindparam("value"), STORM_PARENT_WHERE)
-        .order_by(recoveries.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-        .label("parent"),
+    scope: DriverStatement(
+        f"SELECT recent.n AS recent, {_PARENT_COLUMNS} FROM "  # noqa: S608
+        f"(SELECT count(*) AS n FROM recoveries WHERE {column} = :value AND opened_at >= :since) AS recent "
+        f"LEFT JOIN (SELECT {_CANDIDATE_COLUMNS} FROM recoveries WHERE {column} = :value "
+        f"AND {STORM_PARENT_WHERE.text} ORDER BY id DESC LIMIT 1) AS parent ON 1 = 1"
     )
-    for scope, column in _STORM_COLUMN.items()
+    for scope, column in ((StormScope.TEAM, "team"), (StormScope.SERVICE, "service"))
 }
-_BY_ID = select(*_CANDIDATE_COLUMNS).where(recoveries.c.id == bindparam("id"))
-
-
-_LOCK_SCOPE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_SCOPE = DriverStatement("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# PostgreSQL, for an episode that counts a storm scope: the same-key lookup also takes the scope's
+# lock when no recovery holds the key open (the episode may open one). The count comes in the next
+# statement, so from a snapshot taken after the lock: it includes a concurrent delivery's openings.
+_SAME_KEY_LOCKING = DriverStatement(
+    "SELECT taken.locked, same.* FROM (SELECT count(*) AS locked FROM "  # noqa: S608
+    "(SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0)) "
+    "WHERE NOT EXISTS (SELECT 1 FROM recoveries WHERE open_key = :key)) AS attempt) AS taken "
+    f"LEFT JOIN (SELECT {_CANDIDATE_COLUMNS} FROM recoveries WHERE correlation_key = :key "
+    "ORDER BY id DESC LIMIT 2) AS same ON 1 = 1"
+)
 
 
 def storm_lock_key(scope: tuple[StormScope, str] | None) -> str:
@@ -358,8 +403,22 @@ def _lock_storm_scope(conn: Connection, scope: tuple[StormScope, str], held: set
     include those of a concurrent one (PostgreSQL; SQLite's writers already go one at a time)."""
     key = storm_lock_key(scope)
     if key not in held and conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_SCOPE, {"key": key})
+        _LOCK_SCOPE.run(conn, {"key": key})
         held.add(key)
+
+
+def _same_key(
+    conn: Connection, key: str, scope: tuple[StormScope, str] | None, held: set[str]
+) -> list[RecoveryCandidate]:
+    """The two newest recoveries of the key; on PostgreSQL, the storm scope's lock too when no
+    recovery holds the key open (one round trip for both)."""
+    lock = storm_lock_key(scope)
+    if scope is None or lock in held or conn.dialect.name != "postgresql":
+        return [_candidate(r) for r in _SAME_KEY.run(conn, {"key": key})]
+    rows = _SAME_KEY_LOCKING.run(conn, {"key": key, "lock": lock}).all()
+    if rows[0].locked:
+        held.add(lock)
+    return [_candidate(r) for r in rows if r.id is not None]
 
 
 def candidates_for(
@@ -375,22 +434,25 @@ def candidates_for(
 
     An open recovery with the same key wins over everything else (the domain's first rule), so the
     other lookups are skipped when there is one: the common case, an alert joining its recovery,
-    costs one query. The storm scope is locked (and added to `storm_locks`) before it is counted.
+    costs one query. The storm scope is locked (and added to `storm_locks`) before it is counted:
+    on PostgreSQL with the same-key lookup, or on its own when that lookup found the key open in
+    a recovery that is not among the newest two.
     """
-    same = [_candidate(r) for r in conn.execute(_SAME_KEY, {"key": key})]
+    counts_storm = storm_scope if storm_since is not None else None
+    same = _same_key(conn, key, counts_storm, storm_locks)
     if any(c.is_open for c in same):
         return Candidates(same_key=same)
     dependencies = []
     if depends_on:
-        dependencies = [_candidate(r) for r in conn.execute(_DEPENDENCIES, {"refs": list(depends_on)})]
+        refs = {f"ref_{i}": ref for i, ref in enumerate(depends_on)}
+        dependencies = [_candidate(r) for r in _dependencies(len(refs)).run(conn, refs)]
     parent, recent = None, 0
     if storm_scope is not None and storm_since is not None:
         _lock_storm_scope(conn, storm_scope, storm_locks)
         scope, value = storm_scope
-        storm = conn.execute(_STORM[scope], {"value": value, "since": to_db_time(storm_since)}).one()
+        storm = _STORM[scope].run(conn, {"value": value, "since": driver_time(conn, storm_since)}).one()
         recent = int(storm.recent)
-        if storm.parent is not None:
-            parent = _candidate(conn.execute(_BY_ID, {"id": storm.parent}).one())
+        parent = _candidate(storm) if storm.id is not None else None
     return Candidates(same_key=same, dependencies=dependencies, storm_parent=parent, recent_openings=recent)
 
 

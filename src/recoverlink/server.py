@@ -2,6 +2,11 @@
 
 The Flask app is built in each worker after the fork (no preload), so no database connection or
 metric value file is shared between processes.
+
+On a TCP address every worker listens itself (SO_REUSEPORT), so the kernel spreads new connections
+over the workers. With one shared socket, whichever worker woke first took them: a sender's few
+keep-alive connections (Alertmanager's, a load test's) could all end up in one worker, leaving the
+other idle while that one ran out of CPU under its GIL.
 """
 
 from __future__ import annotations
@@ -9,24 +14,67 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
+from gunicorn.util import parse_address
 
 from recoverlink.config.loader import Settings
+from recoverlink.domain.errors import RecoverlinkError
 
 if TYPE_CHECKING:  # prometheus_client must not load before PROMETHEUS_MULTIPROC_DIR is set
     from recoverlink.reload import LiveEnrichment
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger(__name__)
+
+
+class ListenAddressUnavailable(RecoverlinkError):
+    """The address to serve on is taken (another recoverlink, say) or cannot be bound."""
+
+    code = "listen-address-unavailable"
+
+
+def tcp_address(listen: str) -> tuple[str, int] | None:
+    """(host, port) of a TCP `listen` address; None for a Unix socket, an fd or what gunicorn rejects."""
+    try:
+        parsed = parse_address(listen)
+    except RuntimeError:
+        return None  # gunicorn says what is wrong with it when it starts
+    return parsed if isinstance(parsed, tuple) else None
+
+
+def spreads_connections(listen: str, environ: Mapping[str, str]) -> bool:
+    """Whether each worker should listen on `listen` itself (SO_REUSEPORT): a fixed TCP port that
+    gunicorn binds, not a systemd-passed socket, a Unix socket or port 0 (a port per worker)."""
+    address = tcp_address(listen)
+    inherited = "LISTEN_FDS" in environ
+    return hasattr(socket, "SO_REUSEPORT") and address is not None and address[1] != 0 and not inherited
+
+
+def ensure_address_free(listen: str) -> None:
+    """Refuse an address something already listens on. With SO_REUSEPORT a second recoverlink of the
+    same user would otherwise share the port silently instead of failing to bind."""
+    address = tcp_address(listen)
+    if address is None:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(sockaddr)
+    except OSError as exc:
+        raise ListenAddressUnavailable(
+            f"cannot listen on {listen}: {exc.strerror or exc} (is another server running there?)"
+        ) from exc
 
 
 def prepare_metrics_dir(path: Path) -> None:
@@ -173,19 +221,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         return create_app(self.settings, enrichment=current, follow_config=True, tracer_provider=provider)
 
 
-def serve(
-    settings: Settings,
-    workers: int,
-    threads: int,
-    on_hup: Callable[[], None],
-    *,
-    job_worker: Sequence[str] | None = None,
-    enrichment: LiveEnrichment | None = None,
-) -> None:
-    """Run gunicorn in the foreground until it is told to stop, and the outbox worker `job_worker`
-    (a command line) beside it."""
-    options = {
+def gunicorn_options(settings: Settings, workers: int, threads: int) -> dict[str, Any]:
+    """The gunicorn settings `serve` runs with (bench/ingest.py gives its floor app the same)."""
+    return {
         "bind": settings.listen,
+        "reuse_port": spreads_connections(settings.listen, os.environ),
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync",
@@ -198,5 +238,21 @@ def serve(
         "proc_name": "recoverlink",
         "logger_class": JsonGunicornLogger,
     }
+
+
+def serve(
+    settings: Settings,
+    workers: int,
+    threads: int,
+    on_hup: Callable[[], None],
+    *,
+    job_worker: Sequence[str] | None = None,
+    enrichment: LiveEnrichment | None = None,
+) -> None:
+    """Run gunicorn in the foreground until it is told to stop, and the outbox worker `job_worker`
+    (a command line) beside it. Raises ListenAddressUnavailable before starting anything."""
+    options = gunicorn_options(settings, workers, threads)
+    if options["reuse_port"]:
+        ensure_address_free(settings.listen)
     supervised = JobWorkerProcess(job_worker) if job_worker is not None else None
     GunicornServer(settings, options, on_hup, supervised, enrichment).run()

@@ -10,13 +10,29 @@ then drives both from a separate process, wrk with bench/wrk/webhook.lua, on loo
 - path `insert`: the same group with 3 new fingerprints (and labels) per request, so every
   request is a new notification with 3 new alert episodes.
 
-Each cell (backend x path x concurrency x app) gets a short warm-up, then a measured run (with
---repeat N, N of each, recoverlink and floor alternating; the table shows the medians). It prints
-notifications/s, alerts/s, p50/p99 latency, the largest gunicorn worker RSS, the non-2xx count and,
-for recoverlink, its throughput as a share of the floor's; then whether the targets hold at
-concurrency 8 on SQLite (share >= 50 % on both paths, p99 < 25 ms, RSS < 150 MB per worker).
+Each cell (backend x path x concurrency x app) gets a short warm-up, then a measured run; with
+--repeat N, N of each, recoverlink and floor alternating. The table shows each cell's median run
+(by notifications/s; the lower middle one for an even N) with the largest RSS and every error of
+all its runs, and the range of notifications/s over the runs; a line per cell prints the spread of
+notifications/s and p99. Concurrency is wrk's connection count: each connection has one request in
+flight, so it is the number of requests in flight, never more.
 
-    .venv/bin/python bench/ingest.py [--duration 8] [--warmup 2] [--repeat 1]
+Both apps run under the gunicorn settings of `recoverlink serve` (src/recoverlink/server.py): on a
+TCP port every worker listens itself (SO_REUSEPORT) and the kernel spreads wrk's connections over
+the workers. Before that, one shared socket let whichever worker woke first accept them, and all 8
+connections of a run could land in one worker (3,087 requests against 2 measured): a lottery that
+moved a cell by up to 2x between runs, for the floor too. The kernel's spread is a hash, so 6/2 or
+7/1 still comes up in about 3 runs of 10. So once a measured run's connections are established,
+the benchmark counts them per worker (from /proc), and a run whose busiest worker holds more than
+a quarter over an even share (6 or more of 8 on 2 workers) is stopped and started again, at most
+4 times, for both apps alike; the notes say so, and --any-spread keeps every run as it comes. The
+"conns/worker" column shows the median run's spread. Warm-ups are never re-run.
+
+It prints notifications/s, alerts/s, p50/p99 latency, the largest gunicorn worker RSS, the non-2xx
+count and, for recoverlink, its throughput as a share of the floor's; then whether the targets hold
+at concurrency 8 on SQLite (share >= 50 % on both paths, p99 < 25 ms, RSS < 150 MB per worker).
+
+    .venv/bin/python bench/ingest.py [--duration 8] [--warmup 2] [--repeat 1] [--any-spread]
         [--backends sqlite,postgresql] [--paths duplicate,insert] [--concurrency 1,8,32]
         [--apps recoverlink,floor] [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--keep]
 
@@ -28,8 +44,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
+import math
 import os
 import platform
 import shutil
@@ -41,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +69,7 @@ from ruamel.yaml import YAML
 
 import benchlib
 from benchlib import throwaway_postgres
+from recoverlink.server import spreads_connections
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -98,6 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--apps", type=_csv(APPS), default=list(APPS))
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per cell; the table shows their median (default 1)"
+    )
+    parser.add_argument(
+        "--any-spread",
+        action="store_true",
+        help="keep every run however the kernel spread its connections over the workers "
+        "(default: a run with more than 5 of 8 on one worker is started again, up to 4 times)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (at most the concurrency)")
     parser.add_argument(
@@ -157,6 +182,36 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process `pid` holds open."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    return inodes
+
+
+ESTABLISHED, LISTEN = "01", "0A"  # TCP states as /proc/net/tcp writes them
+
+
+def _tcp_inodes(port: int, state: str) -> set[str]:
+    """Inodes of the TCP sockets in `state` whose local port is `port` (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local_address is HEXADDR:HEXPORT, then rem_address, st; field 9 is the inode.
+                if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])
+    return found
+
+
 @dataclass
 class Server:
     """A gunicorn master we started, its log, and how to reach it."""
@@ -169,8 +224,12 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    def listen(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen}"
 
     def start(self, ready_timeout: float = 60.0) -> None:
         with self.log_path.open("wb") as log:
@@ -201,6 +260,14 @@ class Server:
 
     def worker_pids(self) -> list[int]:
         return children_of(self.process.pid) if self.process else []
+
+    def connections_per_worker(self) -> list[int]:
+        """How many established client connections each gunicorn worker holds, most first. The
+        workers are the children holding a listening socket of the port (not the outbox worker)."""
+        listening, established = _tcp_inodes(self.port, LISTEN), _tcp_inodes(self.port, ESTABLISHED)
+        sockets = [_socket_inodes(pid) for pid in self.worker_pids()]
+        held = [len(inodes & established) for inodes in sockets if inodes & listening]
+        return sorted(held, reverse=True)
 
     def max_worker_rss_mb(self) -> float:
         return max((rss_mb(pid) or 0.0 for pid in self.worker_pids()), default=0.0)
@@ -345,10 +412,14 @@ def start_floor(db: Database, tmp: Path, token: str, workers: int, threads: int)
         sys.path.remove(str(BENCH))
     floor_app.create_table(db.backend, db.floor_dsn)
     port = free_port()
+    listen = f"127.0.0.1:{port}"
+    # The listening setup `recoverlink serve` picks for the same address (server.gunicorn_options).
+    spread = ["--reuse-port"] if spreads_connections(listen, os.environ) else []
     argv = [
         str(BIN / "gunicorn"),
         "--bind",
-        f"127.0.0.1:{port}",
+        listen,
+        *spread,
         "--workers",
         str(workers),
         "--threads",
@@ -401,28 +472,81 @@ class WrkResult:
     p99_ms: float
     statuses: dict[str, int]
     output: str
+    connections: list[int] = field(default_factory=list)  # per worker, once all were established
+    discarded: list[WrkResult] = field(default_factory=list)  # runs stopped for an uneven spread
 
     @property
     def ok(self) -> int:
         return self.requests - self.non2xx
 
 
+# A run whose busiest worker holds more than this much over an even share of the connections is
+# started again (5 of 8 on 2 workers passes, 6 does not), at most RESPREAD_ATTEMPTS times.
+SPREAD_TOLERANCE = 1.25
+RESPREAD_ATTEMPTS = 4
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+def is_spread_evenly(split: list[int], connections: int) -> bool:
+    """Whether no worker holds more than SPREAD_TOLERANCE times its even share (unknown: yes)."""
+    if not split:
+        return True
+    fair = math.ceil(connections / len(split))
+    return split[0] <= math.ceil(fair * SPREAD_TOLERANCE)
+
+
+def wait_for_connections(sample: Callable[[], list[int]], connections: int) -> list[int]:
+    """The split once all `connections` are established (or what it is after a few seconds)."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
+    split = sample()
+    while sum(split) < connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+        split = sample()
+    return split
+
+
+@dataclass
+class Load:
+    """What one wrk run sends: the path's mode and body, the token, connections and wrk threads."""
+
+    path: str
+    body: Path
+    token: str
+    connections: int
+    threads: int
+
+
 class Runs:
     """Numbers wrk runs (the Lua script makes fingerprints unique per run number)."""
 
-    def __init__(self) -> None:
+    def __init__(self, respread: bool = True) -> None:
         self.number = 0
+        self.respread = respread
 
     def wrk(
-        self, url: str, *, path: str, body: Path, token: str, connections: int, seconds: int, threads: int
+        self, url: str, load: Load, seconds: int, spread: Callable[[], list[int]] | None = None
     ) -> WrkResult:
+        """One wrk run. With `spread` (connections per worker), a run the kernel spread unevenly
+        over the workers is stopped at once and started again, up to RESPREAD_ATTEMPTS times."""
+        discarded: list[WrkResult] = []
+        while True:
+            wrk = self._start(url, load, seconds)
+            split = wait_for_connections(spread, load.connections) if spread is not None else []
+            final = not self.respread or len(discarded) >= RESPREAD_ATTEMPTS
+            if final or is_spread_evenly(split, load.connections):
+                result = self._finish(wrk, seconds + 60)
+                return dataclasses.replace(result, connections=split, discarded=discarded)
+            wrk.send_signal(signal.SIGINT)  # wrk stops and still reports what it did
+            discarded.append(dataclasses.replace(self._finish(wrk, 30), connections=split))
+
+    def _start(self, url: str, load: Load, seconds: int) -> subprocess.Popen[str]:
         self.number += 1
         argv = [
             "wrk",
             "-t",
-            str(max(1, min(threads, connections))),
+            str(max(1, min(load.threads, load.connections))),
             "-c",
-            str(connections),
+            str(load.connections),
             "-d",
             f"{seconds}s",
             "--timeout",
@@ -432,15 +556,19 @@ class Runs:
             str(LUA),
             url + WEBHOOK,
             "--",
-            path,
-            str(body),
-            token,
+            load.path,
+            str(load.body),
+            load.token,
             str(self.number % 4096),
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 60)
-        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-        if done.returncode != 0 or line is None:
-            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def _finish(wrk: subprocess.Popen[str], timeout_seconds: float) -> WrkResult:
+        stdout, stderr = wrk.communicate(timeout=timeout_seconds)
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+        if wrk.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{stdout}\n{stderr}")
         data = json.loads(line.removeprefix("BENCH_RESULT "))
         errors = data["errors"]
         return WrkResult(
@@ -451,7 +579,7 @@ class Runs:
             p50_ms=data["latency_us"]["p50"] / 1000,
             p99_ms=data["latency_us"]["p99"] / 1000,
             statuses=data["statuses"],
-            output=done.stdout,
+            output=stdout,
         )
 
 
@@ -473,25 +601,38 @@ class Row:
     socket_errors: int
     share: float | None = None
     notes: list[str] = field(default_factory=list)
+    worker_connections: list[int] = field(default_factory=list)  # per worker, halfway through
+    runs_per_s: list[float] = field(default_factory=list)  # notifications/s of every run of the cell
 
 
-def median_row(rows: list[Row]) -> Row:
-    """One row for repeated runs of a cell: median rates and latencies, worst RSS, all errors."""
-    first = rows[0]
-    return Row(
-        backend=first.backend,
-        app=first.app,
-        path=first.path,
-        concurrency=first.concurrency,
-        notifications_per_s=statistics.median(r.notifications_per_s for r in rows),
-        alerts_per_s=statistics.median(r.alerts_per_s for r in rows),
-        p50_ms=statistics.median(r.p50_ms for r in rows),
-        p99_ms=statistics.median(r.p99_ms for r in rows),
+def median_run(rows: list[Row]) -> Row:
+    """The run of a cell with the median notifications/s (the lower middle one of an even count),
+    with the largest RSS, every error and note of all runs, and every run's rate."""
+    middle = sorted(rows, key=lambda r: r.notifications_per_s)[(len(rows) - 1) // 2]
+    return dataclasses.replace(
+        middle,
         rss_mb=max(r.rss_mb for r in rows),
         non2xx=sum(r.non2xx for r in rows),
         socket_errors=sum(r.socket_errors for r in rows),
         notes=[note for r in rows for note in r.notes],
+        runs_per_s=[r.notifications_per_s for r in rows],
     )
+
+
+def spread_line(rows: list[Row]) -> str:
+    """How far the runs of one cell are apart: notifications/s and p99, lowest to highest."""
+    rates = [r.notifications_per_s for r in rows]
+    p99s = [r.p99_ms for r in rows]
+    low, high = min(rates), max(rates)
+    return (
+        f"{len(rows)} runs: notif/s {low:,.0f}-{high:,.0f} (median {statistics.median(rates):,.0f}, "
+        f"range {(high - low) / high if high else 0:.0%} of the highest), "
+        f"p99 {min(p99s):.1f}-{max(p99s):.1f} ms"
+    )
+
+
+def split_text(connections: list[int]) -> str:
+    return "/".join(str(n) for n in connections)
 
 
 COLUMNS = (
@@ -506,6 +647,8 @@ COLUMNS = (
     ("max worker RSS MB", ">"),
     ("non-2xx", ">"),
     ("sock err", ">"),
+    ("conns/worker", ">"),
+    ("runs notif/s", ">"),
     ("share of floor", ">"),
 )
 
@@ -523,8 +666,14 @@ def _cells(row: Row) -> list[str]:
         f"{row.rss_mb:.1f}",
         str(row.non2xx),
         str(row.socket_errors),
+        split_text(row.worker_connections),
+        _range_text(row.runs_per_s),
         f"{row.share:.0%}" if row.share is not None else "",
     ]
+
+
+def _range_text(rates: list[float]) -> str:
+    return f"{min(rates):,.0f}-{max(rates):,.0f}" if len(rates) > 1 else ""
 
 
 def render_table(rows: list[Row]) -> str:
@@ -583,46 +732,41 @@ def describe_source() -> str:
     return f"recoverlink from {where}, {ROOT} at {head.stdout.strip()}{state}"
 
 
-def run_cell(
-    runs: Runs,
-    server: Server,
-    db: Database,
-    *,
-    app: str,
-    path: str,
-    body: Path,
-    token: str,
-    conc: int,
-    args: Any,
-) -> Row:
-    before = count_rows(db, app)
-    load = {"path": path, "body": body, "token": token, "connections": conc, "threads": args.wrk_threads}
+@dataclass
+class Cell:
+    """What one (path, concurrency) of a backend runs against: the servers, the database, the body."""
+
+    servers: dict[str, Server]
+    db: Database
+    token: str
+    path: str
+    body: Path
+    conc: int
+
+
+def run_cell(runs: Runs, server: Server, cell: Cell, app: str, args: Any) -> Row:
+    """Warm up, then one measured run of `app` (re-started while its connections are uneven)."""
+    before = count_rows(cell.db, app)
+    load = Load(cell.path, cell.body, cell.token, cell.conc, args.wrk_threads)
     notes = []
-    if args.warmup > 0:
-        warm = runs.wrk(server.base_url, seconds=args.warmup, **load)
-        if warm.non2xx or warm.socket_errors:
-            notes.append(
-                f"warm-up: {warm.non2xx} non-2xx {warm.statuses}, {warm.socket_errors} socket errors"
-            )
-    else:
-        warm = None
-    result = runs.wrk(server.base_url, seconds=args.duration, **load)
+    warm = runs.wrk(server.base_url, load, args.warmup) if args.warmup > 0 else None
+    if warm is not None and (warm.non2xx or warm.socket_errors):
+        notes.append(f"warm-up: {warm.non2xx} non-2xx {warm.statuses}, {warm.socket_errors} socket errors")
+    result = runs.wrk(server.base_url, load, args.duration, spread=server.connections_per_worker)
     rss = server.max_worker_rss_mb()
-    if path == "insert":
-        # Every 2xx must have stored 3 new episodes (requests still in flight when wrk stops may add more).
-        added = count_rows(db, app) - before
-        ok = result.ok + (warm.ok if warm else 0)
-        runs_in_flight = 2 if warm else 1
-        if not 3 * ok <= added <= 3 * (ok + runs_in_flight * conc):
-            notes.append(f"insert check: {added} new rows for {ok} accepted requests (expected 3 each)")
+    if result.discarded:
+        splits = ", ".join(split_text(d.connections) for d in result.discarded)
+        notes.append(f"started again after uneven connection spreads: {splits}")
+    if cell.path == "insert":
+        notes.extend(insert_check(cell, count_rows(cell.db, app) - before, [warm, *result.discarded, result]))
     if result.non2xx:
         notes.append(f"statuses: {result.statuses}")
     rate = result.ok / result.seconds
     return Row(
-        backend=db.backend,
+        backend=cell.db.backend,
         app=app,
-        path=path,
-        concurrency=conc,
+        path=cell.path,
+        concurrency=cell.conc,
         notifications_per_s=rate,
         alerts_per_s=3 * rate,
         p50_ms=result.p50_ms,
@@ -631,7 +775,43 @@ def run_cell(
         non2xx=result.non2xx,
         socket_errors=result.socket_errors,
         notes=notes,
+        worker_connections=result.connections,
     )
+
+
+def insert_check(cell: Cell, added: int, results: list[WrkResult | None]) -> list[str]:
+    """Every 2xx must have stored 3 new episodes (requests in flight when a wrk run stops may add more)."""
+    done = [r for r in results if r is not None]
+    ok = sum(r.ok for r in done)
+    if 3 * ok <= added <= 3 * (ok + len(done) * cell.conc):
+        return []
+    return [f"insert check: {added} new rows for {ok} accepted requests (expected 3 each)"]
+
+
+def run_line(row: Row) -> str:
+    """One run as the benchmark goes: rate, latencies, RSS, errors, and how connections spread."""
+    return (
+        f"  {row.backend:<10} {row.app:<11} {row.path:<9} c={row.concurrency:<3} "
+        f"{row.notifications_per_s:8,.0f} notif/s  p50 {row.p50_ms:6.2f} ms  "
+        f"p99 {row.p99_ms:6.2f} ms  rss {row.rss_mb:5.1f} MB  non-2xx {row.non2xx}  "
+        f"conns/worker {split_text(row.worker_connections) or '-'}"
+        + "".join(f"\n      ! {note}" for note in row.notes)
+    )
+
+
+def run_repeats(runs: Runs, cell: Cell, args: Any) -> list[Row]:
+    """Every app of `args.apps` `args.repeat` times, alternating (so drift on the machine hits both
+    alike); one median row per app, after a line with the spread of its runs."""
+    repeats: dict[str, list[Row]] = {app: [] for app in args.apps}
+    for _ in range(args.repeat):
+        for app in args.apps:
+            row = run_cell(runs, cell.servers[app], cell, app, args)
+            repeats[app].append(row)
+            print(run_line(row), flush=True)
+    if args.repeat > 1:
+        for app, rows in repeats.items():
+            print(f"  {'':<10} {app:<11} {cell.path:<9} c={cell.conc:<3} {spread_line(rows)}", flush=True)
+    return [median_run(rows) for rows in repeats.values()]
 
 
 def run_backend(backend: str, tmp_root: Path, args: Any, runs: Runs, bodies: dict[str, Path]) -> list[Row]:
@@ -649,38 +829,20 @@ def run_backend(backend: str, tmp_root: Path, args: Any, runs: Runs, bodies: dic
             threads = int(config.get("server", {}).get("threads", 4))
             if "floor" in args.apps:
                 servers["floor"] = start_floor(db, tmp, token, workers, threads)
+            listening = (
+                "a socket per worker (SO_REUSEPORT)"
+                if spreads_connections(rl.listen, os.environ)
+                else "one shared socket"
+            )
             print(
-                f"[{backend}] gunicorn {workers} workers x {threads} threads; "
+                f"[{backend}] gunicorn {workers} workers x {threads} threads, {listening}; "
                 f"recoverlink on {rl.base_url}"
                 + (f", floor on {servers['floor'].base_url}" if "floor" in servers else ""),
                 flush=True,
             )
             for path in args.paths:
                 for conc in args.concurrency:
-                    # Apps alternate within each repetition, so drift on the machine hits both alike.
-                    repeats: dict[str, list[Row]] = {app: [] for app in args.apps}
-                    for _ in range(args.repeat):
-                        for app in args.apps:
-                            row = run_cell(
-                                runs,
-                                servers[app],
-                                db,
-                                app=app,
-                                path=path,
-                                body=bodies[path],
-                                token=token,
-                                conc=conc,
-                                args=args,
-                            )
-                            repeats[app].append(row)
-                            print(
-                                f"  {backend:<10} {app:<11} {path:<9} c={conc:<3} "
-                                f"{row.notifications_per_s:8,.0f} notif/s  p50 {row.p50_ms:6.2f} ms  "
-                                f"p99 {row.p99_ms:6.2f} ms  rss {row.rss_mb:5.1f} MB  non-2xx {row.non2xx}"
-                                + "".join(f"\n      ! {note}" for note in row.notes),
-                                flush=True,
-                            )
-                    rows.extend(median_row(runs_of_app) for runs_of_app in repeats.values())
+                    rows.extend(run_repeats(runs, Cell(servers, db, token, path, bodies[path], conc), args))
         finally:
             for server in servers.values():
                 server.stop()
@@ -700,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: recoverlink is started anyway (its token and config serve the floor too)")
     started = datetime.now(UTC)
     tmp_root = Path(tempfile.mkdtemp(prefix="rl-bench-"))
-    runs = Runs()
+    runs = Runs(respread=not args.any_spread)
     rows: list[Row] = []
     print(
         f"recoverlink ingest benchmark, {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "

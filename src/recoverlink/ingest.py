@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -96,12 +97,15 @@ def ingest_webhook(
     notification = to_notification(parse_payload(document), policy)
     dedup_key = notification_dedup_key(document)
     enrichments: dict[tuple[str, datetime], Enrichment] = {}
-    cache = _Enrichments(enricher, enrichments)
-    for alert in recent.unknown(notification.alerts) if recent is not None else ():
-        cache.of(alert)
+    cache = _Enrichments(enricher, enrichments, store.backend, now)
+    unknown = recent.unknown(notification.alerts) if recent is not None else []
+    for alert in unknown:
+        cache.row(alert)
+    all_unknown = recent is not None and len(unknown) == len(notification.alerts)
     with store.write() as conn:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
-        decisions, ids = _apply_episodes(conn, notification, recorded, now, cache)
+        likely_new = all_unknown and not recorded.is_duplicate
+        decisions, ids = _apply_episodes(conn, notification, recorded, now, cache, likely_new=likely_new)
         tracked = track_recoveries(
             conn,
             decisions,
@@ -130,6 +134,9 @@ class _Enrichments:
 
     enricher: Enricher
     done: dict[tuple[str, datetime], Enrichment]
+    backend: str
+    now: datetime
+    rows: dict[tuple[str, datetime], dict[str, Any]] = field(default_factory=dict)
 
     def of(self, alert: Alert) -> Enrichment:
         key = alert.episode_key
@@ -138,6 +145,14 @@ class _Enrichments:
             self.done[key] = self.enricher.enrich(facts)
         return self.done[key]
 
+    def row(self, alert: Alert) -> dict[str, Any]:
+        """The episode's row, should it be new (alert_store.episode_row), with its enrichment."""
+        key = alert.episode_key
+        if key not in self.rows:
+            record = enrichment_record(self.of(alert))
+            self.rows[key] = alert_store.episode_row(self.backend, alert, self.now, record)
+        return self.rows[key]
+
 
 def _apply_episodes(
     conn: Connection,
@@ -145,20 +160,25 @@ def _apply_episodes(
     recorded: alert_store.RecordedNotification,
     now: datetime,
     enrichments: _Enrichments,
+    *,
+    likely_new: bool = False,
 ) -> tuple[list[EpisodeDecision], dict[tuple[str, datetime], int]]:
     """Decide each alert against the stored episode and write the change; re-decide lost races.
 
-    Returns the final decisions and the row id of every episode in the notification."""
+    `likely_new`: a first delivery whose episodes this process has not seen. They are inserted
+    without reading first (one statement fewer in the write lock); any the store already held
+    come back as a lost race and are decided again. Returns the final decisions and the row id
+    of every episode in the notification."""
     notification_id = recorded.id
     keys = [a.episode_key for a in notification.alerts]
-    stored = alert_store.load_episodes(conn, keys)
+    stored = alert_store.StoredEpisodes({}, {}) if likely_new else alert_store.load_episodes(conn, keys)
     decisions = decide_episodes(notification.alerts, stored.states)
     inserts = [d.alert for d in decisions if d.change is EpisodeChange.INSERT]
-    records = {a.episode_key: enrichment_record(enrichments.of(a)) for a in inserts}
-    inserted = alert_store.insert_episodes(conn, inserts, notification_id, now, records)
+    rows = {a.episode_key: enrichments.row(a) for a in inserts}
+    inserted = alert_store.insert_episodes(conn, rows, notification_id)
     ids = {**stored.ids, **inserted}
     if len(inserted) < len(inserts):
-        # A concurrent delivery inserted some of them first: decide those again, now they exist.
+        # Stored before (a concurrent delivery, or a wrong guess): decide those again, now they exist.
         stored = alert_store.load_episodes(conn, keys)
         decisions = [_as_ours(d, inserted) for d in decide_episodes(notification.alerts, stored.states)]
         ids = {**stored.ids, **inserted}

@@ -231,6 +231,31 @@ def test_episodes_stored_by_another_process_stay_duplicates_when_guessed_new(
     assert not again.misses
 
 
+def test_new_notification_of_stored_episodes_guessed_new_still_touches_and_resolves(
+    store: Store, clock: FakeClock
+) -> None:
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock())
+    document = json.loads(fixture_body("firing_group.json"))
+    document["receiver"] = "another-route"  # a new notification, not a copy of the first
+    document["alerts"][0]["status"] = "resolved"
+    document["alerts"][0]["endsAt"] = "2026-11-22T18:30:00Z"
+    # A fresh memory guesses all three new: they are inserted without a read, and all conflict.
+    later = ingest_webhook(
+        store, json.dumps(document).encode(), POLICY, ENRICHER, clock(), recent=RecentEpisodes()
+    )
+    assert not later.duplicate
+    assert later.alert_results == {
+        (AlertStatus.RESOLVED, DeliveryResult.NEW): 1,
+        (AlertStatus.FIRING, DeliveryResult.DUPLICATE): 2,
+    }
+    with store.read() as conn:
+        statuses = {
+            r.fingerprint: r.status for r in conn.execute(select(alerts.c.fingerprint, alerts.c.status))
+        }
+    assert len(statuses) == 3
+    assert statuses[document["alerts"][0]["fingerprint"]] == "resolved"
+
+
 def test_recent_episodes_forget_the_oldest_past_their_capacity(clock: FakeClock) -> None:
     recent = RecentEpisodes(capacity=2)
     now = clock()

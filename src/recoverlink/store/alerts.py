@@ -19,6 +19,7 @@ from recoverlink.domain.alerts import (
 )
 from recoverlink.store.common import (
     DriverStatement,
+    backend_time,
     driver_time,
     from_db_time,
     from_driver_time,
@@ -120,19 +121,11 @@ _ROWS_PER_INSERT = 100
 
 
 def insert_episodes(
-    conn: Connection,
-    new: Sequence[Alert],
-    notification_id: int,
-    now: datetime,
-    enrichments: Mapping[EpisodeKey, Mapping[str, Any]] | None = None,
+    conn: Connection, new: Mapping[EpisodeKey, Mapping[str, Any]], notification_id: int
 ) -> dict[EpisodeKey, int]:
-    """Insert new episodes with their enrichment; returns the keys this call inserted (a
-    concurrent writer may win a race for the others)."""
-    if not new:
-        return {}
-    at = driver_time(conn, now)
-    enrichments = enrichments or {}
-    rows = [_episode_binds(conn, a, notification_id, at, enrichments.get(a.episode_key)) for a in new]
+    """Insert new episodes (their `episode_row`s); returns the keys this call inserted (a concurrent
+    writer may win a race for the others)."""
+    rows = [{**row, "first_notification_id": notification_id} for row in new.values()]
     inserted: dict[EpisodeKey, int] = {}
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
@@ -142,20 +135,18 @@ def insert_episodes(
     return inserted
 
 
-def _episode_binds(
-    conn: Connection,
-    alert: Alert,
-    notification_id: int,
-    at: datetime | str,
-    enrichment: Mapping[str, Any] | None,
+def episode_row(
+    backend: str, alert: Alert, now: datetime, enrichment: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """One new episode's row as driver binds: JSON columns encoded as SQLAlchemy's JSON type does
-    (json.dumps; None is JSON null), times as `driver_time`."""
+    """A new episode's row as driver binds, all but its notification: built before the write lock
+    (on SQLite every writer waits while it is held). JSON columns are encoded as SQLAlchemy's JSON
+    type does (json.dumps; None is JSON null), times as `driver_time`."""
+    at = backend_time(backend, now)
     return {
         "fingerprint": alert.fingerprint,
-        "starts_at": driver_time(conn, alert.starts_at),
+        "starts_at": backend_time(backend, alert.starts_at),
         "status": alert.status.value,
-        "ends_at": driver_time(conn, alert.ends_at) if alert.ends_at else None,
+        "ends_at": backend_time(backend, alert.ends_at) if alert.ends_at else None,
         "labels": json.dumps(dict(alert.labels)),
         "annotations": json.dumps(dict(alert.annotations)),
         "generator_url": alert.generator_url,
@@ -163,7 +154,6 @@ def _episode_binds(
         "first_seen_at": at,
         "last_seen_at": at,
         "resolved_at": at if alert.status is AlertStatus.RESOLVED else None,
-        "first_notification_id": notification_id,
         "enrichment": json.dumps(dict(enrichment) if enrichment is not None else None),
         "ruleset_version": (enrichment or {}).get("ruleset_version"),
     }

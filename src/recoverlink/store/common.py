@@ -48,8 +48,13 @@ class DriverStatement:
 
 def driver_time(conn: Connection, value: datetime) -> datetime | str:
     """A time as a DriverStatement bind: naive UTC, as text in SQLAlchemy's form on SQLite."""
+    return backend_time(conn.dialect.name, value)
+
+
+def backend_time(backend: str, value: datetime) -> datetime | str:
+    """`driver_time` for a backend by name, for binds built before a connection is at hand."""
     naive = to_db_time(value)
-    return naive.strftime(_SQLITE_TIME) if conn.dialect.name == "sqlite" else naive
+    return naive.strftime(_SQLITE_TIME) if backend == "sqlite" else naive
 
 
 def from_driver_time(value: datetime | str) -> datetime:

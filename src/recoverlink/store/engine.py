@@ -166,9 +166,11 @@ class Store:
     def write(self) -> Iterator[Connection]:
         """One write transaction; commits on exit. On SQLite it holds the write lock throughout."""
         try:
-            with self._writer_turn(), self.engine.connect() as conn:
+            # The connection is checked out before the turn and returned after it: only the
+            # transaction itself runs while other writers wait.
+            with self.engine.connect() as conn:
                 conn.execution_options(recoverlink_write=True)
-                with conn.begin():
+                with self._writer_turn(), conn.begin():
                     yield conn
         except DBAPIError as exc:
             if is_unavailable(exc):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -142,16 +142,15 @@ def _instrument(app: Flask, rt: Runtime) -> None:
     def _start() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
         g.request_id_token = request_id.set(rid)
 
     @app.after_request
     def _finish(response: Response) -> Response:
         handler = request.url_rule.rule if request.url_rule is not None else "other"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        rt.metrics.http_request_duration.labels(handler=handler, code=str(response.status_code)).observe(
-            elapsed
-        )
+        code = str(response.status_code)
+        rt.children.of(rt.metrics.http_request_duration, handler=handler, code=code).observe(elapsed)
         rid = request_id.get()
         if rid is not None:
             response.headers[REQUEST_ID_HEADER] = rid

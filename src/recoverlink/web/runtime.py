@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from flask import current_app
+from prometheus_client.metrics import MetricWrapperBase
 
 from recoverlink.config.loader import Settings
 from recoverlink.domain.alerts import AlertPolicy
@@ -21,6 +23,24 @@ from recoverlink.telemetry import Metrics
 from recoverlink.web.credentials import WebhookCredentials
 
 EXTENSION = "recoverlink"
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class LabelledChildren:
+    """This app's labelled metric children, each looked up once.
+
+    prometheus_client's `labels()` builds and checks the label tuple under a lock on every call
+    (~4 us); the webhook path needs several per request, always with the same few values."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[MetricWrapperBase, tuple[tuple[str, str], ...]], MetricWrapperBase] = {}
+
+    def of(self, metric: M, **labels: str) -> M:
+        key = (metric, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(**labels)
+        return child  # type: ignore[return-value]  # labels() returns the metric's own type
 
 
 @dataclass
@@ -45,6 +65,7 @@ class Runtime:
     itsm: ItsmRuntime = field(default_factory=ItsmRuntime)
     # Which alerts of a delivery are likely new, to enrich them before SQLite's write lock.
     recent_episodes: RecentEpisodes = field(default_factory=RecentEpisodes)
+    children: LabelledChildren = field(default_factory=LabelledChildren)
 
     @property
     def operations(self) -> RecoveryOperations:

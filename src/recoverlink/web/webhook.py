@@ -51,11 +51,12 @@ def alertmanager() -> Response:
 def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:
     """Count the delivery and its alerts, log it, and build the answer body."""
     status = "duplicate" if outcome.duplicate else "accepted"
-    rt.metrics.notifications.labels(outcome=status).inc()
+    of, metrics = rt.children.of, rt.metrics
+    of(metrics.notifications, outcome=status).inc()
     for (alert_status, result), count in outcome.alert_results.items():
-        rt.metrics.alerts_received.labels(status=alert_status.value, result=result.value).inc(count)
+        of(metrics.alerts_received, status=alert_status.value, result=result.value).inc(count)
     for reason, count in outcome.misses.items():
-        rt.metrics.enrichment_misses.labels(reason=reason.value).inc(count)
+        of(metrics.enrichment_misses, reason=reason.value).inc(count)
     tracked = outcome.recoveries
     for opened in tracked.opened:
         rt.metrics.recovery_opened(opened.team, opened.priority, opened.service)

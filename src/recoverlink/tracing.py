@@ -19,6 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from sqlalchemy import Engine
 
+from recoverlink.store.sqlite_cursor import TRACED
+
 log = logging.getLogger(__name__)
 EXCLUDED_URLS = "metrics,-/healthy,-/ready"
 _EXPORTERS = ("otlp", "console")
@@ -59,6 +61,8 @@ def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    # The store's hot statements on SQLite bypass SQLAlchemy's cursor events unless told otherwise.
+    engine.update_execution_options(**{TRACED: True})
 
 
 def instrument_flask(app: object, provider: TracerProvider) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Table, TextClause, TextualSelect, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recoverlink.store.sqlite_cursor import DriverRows, run_on_cursor, uses_cursor
+
 
 def to_db_time(value: datetime) -> datetime:
     """Naive UTC, the one form stored in both backends."""
@@ -32,7 +34,8 @@ class DriverStatement:
 
     For the few statements every webhook runs while it holds SQLite's write lock: SQLAlchemy's
     execution of a `text()` construct (cache key, bind processing, result typing) cost several
-    times the database's own work there. Written once with `:name` binds; values go through
+    times the database's own work there; on SQLite they even run on the driver's cursor
+    (`sqlite_cursor`). Written once with `:name` binds; values go through
     `driver_time` and come back through `from_driver_time`, so they are stored exactly as
     SQLAlchemy's DateTime stores them. Names come from our own schema, never from input.
     """
@@ -41,7 +44,9 @@ class DriverStatement:
         self.sqlite = sql
         self.postgresql = _NAMED_BIND.sub(r"%(\1)s", sql)
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> DriverRows | CursorResult[Any]:
+        if uses_cursor(conn):
+            return run_on_cursor(conn, self.sqlite, params)
         sql = self.postgresql if conn.dialect.name == "postgresql" else self.sqlite
         return conn.exec_driver_sql(sql, dict(params))
 

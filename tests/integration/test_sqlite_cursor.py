@@ -1,0 +1,79 @@
+"""The store's hot statements on SQLite's own cursor: same rows, same errors, spans when traced."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError
+
+from recoverlink.domain.errors import StoreUnavailable
+from recoverlink.store.common import DriverStatement
+from recoverlink.store.engine import Store, is_unavailable
+from recoverlink.store.sqlite_cursor import TRACED, DriverRows
+
+PAIRS = DriverStatement("SELECT :a AS first, :b AS second UNION ALL SELECT :b, :a")
+NOTHING = DriverStatement("SELECT 1 AS one WHERE 0")
+
+
+def test_rows_read_on_the_cursor_have_sqlalchemy_names_and_shapes(sqlite_store: Store) -> None:
+    with sqlite_store.write() as conn:
+        rows = PAIRS.run(conn, {"a": 1, "b": "two"})
+        nothing = NOTHING.run(conn, {})
+    assert isinstance(rows, DriverRows)
+    assert [(r.first, r.second) for r in rows.all()] == [(1, "two"), ("two", 1)]
+    assert nothing.one_or_none() is None
+    with pytest.raises(NoResultFound):
+        nothing.one()
+    with pytest.raises(MultipleResultsFound):
+        rows.one_or_none()
+
+
+def test_a_locked_database_on_the_cursor_is_the_store_being_unavailable(sqlite_store: Store) -> None:
+    path = sqlite_store.engine.url.database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with sqlite_store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            with pytest.raises(OperationalError) as raised:
+                DriverStatement("DELETE FROM notifications").run(conn, {})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert is_unavailable(raised.value)
+
+
+def test_a_failed_write_on_the_cursor_rolls_the_transaction_back(sqlite_store: Store) -> None:
+    insert = DriverStatement(
+        "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES (:s, :k, :t, :o)"
+    )
+
+    def write_then_give_up() -> None:
+        with sqlite_store.write() as conn:
+            insert.run(conn, {"s": "rt", "k": "x", "t": "2026-12-01 10:00:00.000000", "o": "applied"})
+            raise StoreUnavailable("the caller gives up half-way")
+
+    with pytest.raises(StoreUnavailable):
+        write_then_give_up()
+    with sqlite_store.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one() == 0
+
+
+def test_a_traced_engine_runs_them_through_sqlalchemy_so_each_gets_its_span(sqlite_store: Store) -> None:
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", before)
+    with sqlite_store.write() as conn:
+        PAIRS.run(conn, {"a": 1, "b": 2})
+    assert seen == ["BEGIN IMMEDIATE"]  # the cursor path fires no cursor events
+    sqlite_store.engine.update_execution_options(**{TRACED: True})
+    with sqlite_store.write() as conn:
+        assert [r.first for r in PAIRS.run(conn, {"a": 1, "b": 2})] == [1, 2]
+    assert seen[-1] == PAIRS.sqlite

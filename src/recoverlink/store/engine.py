@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from recoverlink.config.model import DatabaseConfig
 from recoverlink.domain.errors import StoreUnavailable
+from recoverlink.store.wal_checkpoints import WalCheckpointer
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={options.sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # the store's own thread checkpoints (wal_checkpoints)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -147,8 +149,10 @@ class Store:
         self.engine = engine
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._writers: _SqliteWriterQueue | None = None
+        self._checkpoints: WalCheckpointer | None = None
         if database and database != ":memory:":
             self._writers = _SqliteWriterQueue(database, busy_timeout_ms / 1000)
+            self._checkpoints = WalCheckpointer(engine, self._writers.turn)
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -165,6 +169,8 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction; commits on exit. On SQLite it holds the write lock throughout."""
+        if self._checkpoints is not None:
+            self._checkpoints.ensure_running()
         try:
             # The connection is checked out before the turn and returned after it: only the
             # transaction itself runs while other writers wait.
@@ -188,6 +194,8 @@ class Store:
             raise
 
     def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self.engine.dispose()
 
 

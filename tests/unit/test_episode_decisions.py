@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,15 @@ def test_ha_copies_share_one_dedup_key() -> None:
     a, b = _document("ha_duplicate_a.json"), _document("ha_duplicate_b.json")
     assert a["externalURL"] != b["externalURL"]
     assert notification_dedup_key(a) == notification_dedup_key(b)
+
+
+def test_dedup_key_of_a_large_notification_is_the_sha256_of_its_canonical_json() -> None:
+    """Keys stored by earlier versions must still match: hashing in chunks changes nothing."""
+    document = _document("firing_group.json")
+    document["commonAnnotations"]["description"] = "x" * 10_000
+    content = {k: v for k, v in document.items() if k != "externalURL"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert notification_dedup_key(document) == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_stale_firing_and_resolve_have_different_dedup_keys() -> None:

@@ -23,6 +23,7 @@ from recoverlink.store.common import (
     driver_time,
     from_db_time,
     from_driver_time,
+    in_list,
     to_db_time,
 )
 from recoverlink.store.schema import Json, alerts, notifications
@@ -86,10 +87,9 @@ class StoredEpisodes:
 @functools.lru_cache(maxsize=256)
 def _load_episodes(count: int) -> DriverStatement:
     """The episodes of `count` fingerprints (one statement per count, built once)."""
-    binds = ", ".join(f":fp_{i}" for i in range(count))
     return DriverStatement(
         f"SELECT id, fingerprint, starts_at, status, last_seen_at FROM {alerts.name} "  # noqa: S608
-        f"WHERE fingerprint IN ({binds})"
+        f"WHERE fingerprint IN ({in_list('fp', count)})"
     )
 
 

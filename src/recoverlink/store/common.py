@@ -78,6 +78,11 @@ def from_driver_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def in_list(name: str, count: int) -> str:
+    """`:name_0, :name_1, ...`: the binds of an IN list of `count` values."""
+    return ", ".join(f":{name}_{i}" for i in range(count))
+
+
 def values_sql(table: Table, columns: Sequence[str], count: int) -> str:
     """`INSERT INTO table (columns) VALUES ...` of `count` rows, with binds `<column>_<row>`."""
     rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in columns) + ")" for i in range(count))

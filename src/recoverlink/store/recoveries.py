@@ -20,6 +20,7 @@ from recoverlink.store.common import (
     driver_time,
     from_driver_json,
     from_driver_time,
+    in_list,
     to_db_time,
     values_params,
     values_sql,
@@ -362,10 +363,9 @@ _SAME_KEY = DriverStatement(
 @functools.lru_cache(maxsize=64)
 def _dependencies(count: int) -> DriverStatement:
     """The newest open recoveries of `count` services (one statement per count, built once)."""
-    refs = ", ".join(f":ref_{i}" for i in range(count))
     return DriverStatement(
         f"SELECT {_CANDIDATE_COLUMNS} FROM recoveries "  # noqa: S608
-        f"WHERE service_ref IN ({refs}) AND open_key IS NOT NULL ORDER BY id DESC LIMIT 5"
+        f"WHERE service_ref IN ({in_list('ref', count)}) AND open_key IS NOT NULL ORDER BY id DESC LIMIT 5"
     )
 
 

@@ -256,6 +256,24 @@ def test_new_notification_of_stored_episodes_guessed_new_still_touches_and_resol
     assert statuses[document["alerts"][0]["fingerprint"]] == "resolved"
 
 
+def test_episodes_read_before_the_write_lock_still_resolve_and_label_late_firing_stale(
+    store: Store, clock: FakeClock
+) -> None:
+    recent = RecentEpisodes()  # one process's memory: every later delivery reads before the lock
+    ingest_webhook(store, fixture_body("firing_group.json"), POLICY, ENRICHER, clock(), recent=recent)
+    resolved = ingest_webhook(
+        store, fixture_body("resolved_group.json"), POLICY, ENRICHER, clock(), recent=recent
+    )
+    assert resolved.alert_results == {(AlertStatus.RESOLVED, DeliveryResult.NEW): 3}
+    late = ingest_webhook(store, fixture_body("mixed_group.json"), POLICY, ENRICHER, clock(), recent=recent)
+    assert late.alert_results == {
+        (AlertStatus.FIRING, DeliveryResult.STALE): 2,
+        (AlertStatus.RESOLVED, DeliveryResult.DUPLICATE): 1,
+    }
+    with store.read() as conn:
+        assert set(conn.execute(select(alerts.c.status)).scalars()) == {"resolved"}
+
+
 def test_recent_episodes_forget_the_oldest_past_their_capacity(clock: FakeClock) -> None:
     recent = RecentEpisodes(capacity=2)
     now = clock()

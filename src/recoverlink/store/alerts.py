@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,11 +19,14 @@ from recoverlink.domain.alerts import (
 from recoverlink.store.common import (
     DriverStatement,
     backend_time,
+    driver_json,
     driver_time,
     from_db_time,
     from_driver_time,
     in_list,
     to_db_time,
+    values_params,
+    values_sql,
 )
 from recoverlink.store.schema import Json, alerts, notifications
 
@@ -46,8 +48,7 @@ _NOTIFICATION_COLUMNS = [
     "group_key", "external_url", "truncated_alerts", "alert_count", "raw_body",
 ]  # fmt: skip
 _RECORD_NOTIFICATION = DriverStatement(
-    f"INSERT INTO {notifications.name} ({', '.join(_NOTIFICATION_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(':' + c for c in _NOTIFICATION_COLUMNS)}) ON CONFLICT (dedup_key) DO UPDATE SET "
+    values_sql(notifications, _NOTIFICATION_COLUMNS, 1) + " ON CONFLICT (dedup_key) DO UPDATE SET "
     "delivery_count = notifications.delivery_count + 1, last_received_at = excluded.last_received_at "
     "RETURNING id, delivery_count"
 )
@@ -71,7 +72,7 @@ def record_notification(
         "alert_count": len(notification.alerts),
         "raw_body": raw_body,
     }
-    row = _RECORD_NOTIFICATION.run(conn, params).one()
+    row = _RECORD_NOTIFICATION.run(conn, values_params(_NOTIFICATION_COLUMNS, [params])).one()
     return RecordedNotification(id=int(row.id), delivery_count=int(row.delivery_count))
 
 
@@ -115,7 +116,6 @@ _EPISODE_COLUMNS = (
     "fingerprint", "starts_at", "status", "ends_at", "labels", "annotations", "generator_url", "flags",
     "first_seen_at", "last_seen_at", "resolved_at", "first_notification_id", "enrichment", "ruleset_version",
 )  # fmt: skip
-_EPISODE_KEY = ("fingerprint", "starts_at")
 # Deliveries of more alerts than this insert in several statements (SQLite allows 32,766 binds).
 _ROWS_PER_INSERT = 100
 
@@ -129,7 +129,7 @@ def insert_episodes(
     inserted: dict[EpisodeKey, int] = {}
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
-        params = {f"{column}_{i}": row[column] for i, row in enumerate(chunk) for column in _EPISODE_COLUMNS}
+        params = values_params(_EPISODE_COLUMNS, chunk)
         for returned in _insert_episodes(len(chunk)).run(conn, params):
             inserted[(returned.fingerprint, from_driver_time(returned.starts_at))] = int(returned.id)
     return inserted
@@ -140,21 +140,21 @@ def episode_row(
 ) -> dict[str, Any]:
     """A new episode's row as driver binds, all but its notification: built before the write lock
     (on SQLite every writer waits while it is held). JSON columns are encoded as SQLAlchemy's JSON
-    type does (json.dumps; None is JSON null), times as `driver_time`."""
+    type does (`driver_json`; None is JSON null), times as `driver_time`."""
     at = backend_time(backend, now)
     return {
         "fingerprint": alert.fingerprint,
         "starts_at": backend_time(backend, alert.starts_at),
         "status": alert.status.value,
         "ends_at": backend_time(backend, alert.ends_at) if alert.ends_at else None,
-        "labels": json.dumps(dict(alert.labels)),
-        "annotations": json.dumps(dict(alert.annotations)),
+        "labels": driver_json(dict(alert.labels)),
+        "annotations": driver_json(dict(alert.annotations)),
         "generator_url": alert.generator_url,
-        "flags": json.dumps([f.value for f in alert.flags]),
+        "flags": driver_json([f.value for f in alert.flags]),
         "first_seen_at": at,
         "last_seen_at": at,
         "resolved_at": at if alert.status is AlertStatus.RESOLVED else None,
-        "enrichment": json.dumps(dict(enrichment) if enrichment is not None else None),
+        "enrichment": driver_json(dict(enrichment) if enrichment is not None else None),
         "ruleset_version": (enrichment or {}).get("ruleset_version"),
     }
 
@@ -163,10 +163,9 @@ def episode_row(
 def _insert_episodes(count: int) -> DriverStatement:
     """`count` new episodes in one statement, DO NOTHING for those a concurrent writer inserted
     first; returns the keys this statement inserted. Binds are `<column>_<row>`."""
-    rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EPISODE_COLUMNS) + ")" for i in range(count))
     return DriverStatement(
-        f"INSERT INTO {alerts.name} ({', '.join(_EPISODE_COLUMNS)}) VALUES {rows} "  # noqa: S608
-        "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id, fingerprint, starts_at"
+        values_sql(alerts, _EPISODE_COLUMNS, count)
+        + " ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id, fingerprint, starts_at"
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Table, TextClause, TextualSelect, bindparam, text
+from sqlalchemy import Connection, CursorResult, Table, TextClause, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recoverlink.store.sqlite_cursor import DriverRows, run_on_cursor, uses_cursor
@@ -132,23 +132,6 @@ def insert_for(conn: Connection, table: Table) -> Any:
     """An INSERT that supports ON CONFLICT on the connection's backend."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
-
-
-@functools.cache
-def upsert_rows(
-    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], count: int, returning: tuple[str, ...]
-) -> TextualSelect:
-    """`upsert` of `count` rows in one statement (one per row count, compiled once), DO NOTHING on
-    conflict, RETURNING typed columns. Bind names are `<column>_<row>`."""
-    names = ", ".join(columns)
-    rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in columns) + ")" for i in range(count))
-    target = ", ".join(conflict)
-    sql = (
-        f"INSERT INTO {table.name} ({names}) VALUES {rows} ON CONFLICT ({target}) DO NOTHING "  # noqa: S608
-        f"RETURNING {', '.join(returning)}"
-    )
-    binds = [bindparam(f"{c}_{i}", type_=table.c[c].type) for i in range(count) for c in columns]
-    return text(sql).bindparams(*binds).columns(*(table.c[name] for name in returning))
 
 
 def upsert(

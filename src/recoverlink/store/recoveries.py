@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -300,15 +301,13 @@ def attachment_writes(
     ]
     sql = values_sql(recovery_alerts, _ATTACH_COLUMNS, len(rows)) + " ON CONFLICT (alert_id) DO NOTHING"
     batch.add(sql, values_params(_ATTACH_COLUMNS, rows))
-    counts: dict[int, dict[str, int]] = {}
-    for a in attachments:
-        if a.role in _COUNTED:
-            counted = counts.setdefault(a.recovery_id, {"symptoms": 0, "storm_episodes": 0})
-            counted[_COUNTED[a.role]] += 1
-    for recovery_id, counted in sorted(counts.items()):
-        batch.add(
-            _COUNT, {"id": recovery_id, "symptoms": counted["symptoms"], "storm": counted["storm_episodes"]}
-        )
+    counted = Counter((a.recovery_id, _COUNTED[a.role]) for a in attachments if a.role in _COUNTED)
+    for recovery_id in sorted({recovery_id for recovery_id, _ in counted}):
+        counts = {
+            "symptoms": counted[recovery_id, "symptoms"],
+            "storm": counted[recovery_id, "storm_episodes"],
+        }
+        batch.add(_COUNT, {"id": recovery_id, **counts})
 
 
 def attach_alerts(conn: Connection, attachments: Sequence[Attachment], now: datetime) -> None:
@@ -369,8 +368,8 @@ def _dependencies(count: int) -> DriverStatement:
     )
 
 
-# One round trip: the scope's recent openings, and its open storm parent if there is one.
 _PARENT_COLUMNS = ", ".join(f"parent.{c}" for c in _CANDIDATE_COLUMNS.split(", "))
+# One round trip: the scope's recent openings, and its open storm parent if there is one.
 _STORM = {
     scope: DriverStatement(
         f"SELECT recent.n AS recent, {_PARENT_COLUMNS} FROM "  # noqa: S608
@@ -447,9 +446,9 @@ def candidates_for(
         refs = {f"ref_{i}": ref for i, ref in enumerate(depends_on)}
         dependencies = [_candidate(r) for r in _dependencies(len(refs)).run(conn, refs)]
     parent, recent = None, 0
-    if storm_scope is not None and storm_since is not None:
-        _lock_storm_scope(conn, storm_scope, storm_locks)
-        scope, value = storm_scope
+    if counts_storm is not None and storm_since is not None:
+        _lock_storm_scope(conn, counts_storm, storm_locks)
+        scope, value = counts_storm
         storm = _STORM[scope].run(conn, {"value": value, "since": driver_time(conn, storm_since)}).one()
         recent = int(storm.recent)
         parent = _candidate(storm) if storm.id is not None else None

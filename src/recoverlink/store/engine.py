@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from recoverlink.config.model import DatabaseConfig
 from recoverlink.domain.errors import StoreUnavailable
+from recoverlink.store.sqlite_cursor import TRACED, run_on_cursor
 from recoverlink.store.wal_checkpoints import WalCheckpointer
 
 
@@ -82,8 +83,13 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # A write that starts as a read and upgrades its lock can fail with SQLITE_BUSY without
         # waiting; taking the write lock up front makes writers queue on busy_timeout instead.
-        immediate = conn.get_execution_options().get("recoverlink_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        begin = "BEGIN IMMEDIATE" if options.get("recoverlink_write", False) else "BEGIN"
+        if options.get(TRACED, False):
+            conn.exec_driver_sql(begin)  # through SQLAlchemy, for its span
+        else:
+            # On the driver's connection: SQLAlchemy's execution cost more than the BEGIN itself.
+            run_on_cursor(conn, begin, {})
 
     return engine
 

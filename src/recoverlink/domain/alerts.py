@@ -6,13 +6,14 @@ Identity (REFERENCE.md 1.2): an alert is its fingerprint; an episode is (fingerp
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from recoverlink.domain.json_text import compact_json
 
 
 class AlertStatus(StrEnum):
@@ -175,7 +176,7 @@ def decide_episodes(
 def notification_dedup_key(payload: Mapping[str, Any]) -> str:
     """A key equal for every copy of one notification: HA members differ only in `externalURL`."""
     content = {k: v for k, v in payload.items() if k != "externalURL"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    canonical = compact_json(content, sort_keys=True)
     digest = hashlib.sha256()
     # hashlib lets go of the GIL for a chunk over 2 KiB; in a busy worker, taking it back costs more
     # than the hashing (up to a switch interval). Smaller chunks give the same digest.

@@ -1,0 +1,38 @@
+"""compact_json writes what json.dumps writes, so dedup keys stored by earlier versions still match."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recoverlink.domain.json_text import compact_json
+
+# What a decoded webhook body holds: text (any code point a UTF-8 body can carry), 64-bit
+# integers, booleans, None, lists and string-keyed objects.
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]))
+_SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TEXT
+_DOCUMENTS = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _standard(value: Any, sort_keys: bool) -> bytes:
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@given(_DOCUMENTS)
+def test_decoded_documents_are_written_byte_for_byte_as_the_standard_library_writes_them(value: Any) -> None:
+    assert compact_json(value, sort_keys=True) == _standard(value, sort_keys=True)
+    assert compact_json(value) == _standard(value, sort_keys=False)
+
+
+def test_what_orjson_refuses_is_still_written_as_valid_json() -> None:
+    value = {"huge": 2**70, 1: "an integer key", "lone": "\ud800"}
+    text = compact_json(value, sort_keys=False)
+    assert json.loads(text) == {"huge": 2**70, "1": "an integer key", "lone": "\ud800"}
+    assert text.isascii()

@@ -6,6 +6,7 @@ rely on: a missing or mistyped required field is a `PayloadInvalid` naming the f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -134,7 +135,8 @@ def _to_alert(item: AlertPayload, policy: AlertPolicy) -> Alert:
         ends_at=item.ends_at,
         generator_url=item.generator_url,
     )
-    return Alert(**{**alert.__dict__, "flags": flag_alert(alert, policy)})
+    flags = flag_alert(alert, policy)
+    return dataclasses.replace(alert, flags=flags) if flags else alert  # most alerts have none
 
 
 class SingleAlertPayload(BaseModel):

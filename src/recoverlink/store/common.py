@@ -12,20 +12,21 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Table, TextClause, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recoverlink.domain.json_text import compact_json
 from recoverlink.store.sqlite_cursor import DriverRows, run_on_cursor, uses_cursor
 
 
 def to_db_time(value: datetime) -> datetime:
     """Naive UTC, the one form stored in both backends."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if value.tzinfo is None:
+        return value
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
 
 
 def from_db_time(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
 
 
-# SQLAlchemy's own form of a DateTime on SQLite (its DATETIME type always writes microseconds).
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _NAMED_BIND = re.compile(r":([a-z_][a-z0-9_]*)")
 
 
@@ -59,7 +60,8 @@ def driver_time(conn: Connection, value: datetime) -> datetime | str:
 def backend_time(backend: str, value: datetime) -> datetime | str:
     """`driver_time` for a backend by name, for binds built before a connection is at hand."""
     naive = to_db_time(value)
-    return naive.strftime(_SQLITE_TIME) if backend == "sqlite" else naive
+    # SQLAlchemy's form of a DateTime on SQLite, "YYYY-MM-DD HH:MM:SS.ffffff" (always microseconds).
+    return naive.isoformat(" ", "microseconds") if backend == "sqlite" else naive
 
 
 def from_driver_time(value: datetime | str) -> datetime:
@@ -69,8 +71,8 @@ def from_driver_time(value: datetime | str) -> datetime:
 
 
 def driver_json(value: Any) -> str:
-    """A JSON column's value as a DriverStatement bind, encoded as SQLAlchemy's JSON type does."""
-    return json.dumps(value)
+    """A JSON column's value as a DriverStatement bind: JSON text, which SQLAlchemy's JSON type reads."""
+    return compact_json(value).decode()
 
 
 def from_driver_json(value: Any) -> Any:

@@ -87,8 +87,13 @@ def in_list(name: str, count: int) -> str:
 
 def values_sql(table: Table, columns: Sequence[str], count: int) -> str:
     """`INSERT INTO table (columns) VALUES ...` of `count` rows, with binds `<column>_<row>`."""
+    return _values_sql(table.name, tuple(columns), count)
+
+
+@functools.lru_cache(maxsize=512)
+def _values_sql(table: str, columns: tuple[str, ...], count: int) -> str:
     rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in columns) + ")" for i in range(count))
-    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {rows}"  # noqa: S608
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {rows}"  # noqa: S608
 
 
 def values_params(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -110,24 +115,29 @@ class WriteBatch:
     """
 
     def __init__(self) -> None:
-        self._parts: list[tuple[str, dict[str, Any]]] = []
+        self._parts: list[tuple[str, Mapping[str, Any]]] = []
 
     def add(self, sql: str, params: Mapping[str, Any]) -> None:
-        """Add one statement written with `:name` binds (renamed here so parts never collide)."""
-        prefix = f"w{len(self._parts)}_"
-        renamed = _NAMED_BIND.sub(lambda m: f":{prefix}{m.group(1)}", sql)
-        self._parts.append((renamed, {prefix + name: value for name, value in params.items()}))
+        """Add one statement written with `:name` binds."""
+        self._parts.append((sql, params))
 
     def run(self, conn: Connection) -> None:
         if conn.dialect.name != "postgresql":
             for sql, params in self._parts:
                 _driver_statement(sql).run(conn, params)
         elif self._parts:
-            *first, (last, _) = self._parts
+            # Each part's binds get the prefix of its CTE, so that parts never collide.
+            parts = [_prefixed(f"w{i}_", sql, params) for i, (sql, params) in enumerate(self._parts)]
+            *first, (last, _) = parts
             ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first))
             sql = f"WITH {ctes} {last}" if ctes else last
-            _driver_statement(sql).run(conn, {k: v for _, params in self._parts for k, v in params.items()})
+            _driver_statement(sql).run(conn, {k: v for _, params in parts for k, v in params.items()})
         self._parts.clear()
+
+
+def _prefixed(prefix: str, sql: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    renamed = _NAMED_BIND.sub(lambda m: f":{prefix}{m.group(1)}", sql)
+    return renamed, {prefix + name: value for name, value in params.items()}
 
 
 def insert_for(conn: Connection, table: Table) -> Any:

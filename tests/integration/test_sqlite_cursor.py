@@ -63,6 +63,49 @@ def test_a_failed_write_on_the_cursor_rolls_the_transaction_back(sqlite_store: S
         assert conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one() == 0
 
 
+INSERT_CHANGE = DriverStatement(
+    "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES (:s, :k, :t, :o)"
+)
+
+
+def _change(key: str) -> dict[str, str]:
+    return {"s": "rt", "k": key, "t": "2026-12-01 10:00:00.000000", "o": "applied"}
+
+
+def _stored_changes(store: Store) -> list[str]:
+    with store.read() as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT dedup_key FROM itsm_changes ORDER BY dedup_key")]
+
+
+def test_a_sqlalchemy_statement_inside_a_write_joins_its_transaction_and_commits_with_it(
+    sqlite_store: Store,
+) -> None:
+    with sqlite_store.write() as conn:
+        INSERT_CHANGE.run(conn, _change("on-the-cursor"))
+        conn.exec_driver_sql(
+            "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) "
+            "VALUES ('rt', 'through-sqlalchemy', '2026-12-01 10:00:00.000000', 'applied')"
+        )
+        assert conn.in_transaction()
+    assert _stored_changes(sqlite_store) == ["on-the-cursor", "through-sqlalchemy"]
+
+
+def test_a_failed_write_rolls_back_what_both_paths_wrote(sqlite_store: Store) -> None:
+    def write_then_fail() -> None:
+        with sqlite_store.write() as conn:
+            INSERT_CHANGE.run(conn, _change("on-the-cursor"))
+            conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one()
+            INSERT_CHANGE.run(conn, _change("after-sqlalchemy"))
+            raise StoreUnavailable("the caller gives up half-way")
+
+    with pytest.raises(StoreUnavailable):
+        write_then_fail()
+    assert _stored_changes(sqlite_store) == []
+    with sqlite_store.write() as conn:  # the connection went back to the pool with no transaction open
+        INSERT_CHANGE.run(conn, _change("next"))
+    assert _stored_changes(sqlite_store) == ["next"]
+
+
 def test_a_traced_engine_runs_them_through_sqlalchemy_so_each_gets_its_span(sqlite_store: Store) -> None:
     seen: list[str] = []
 

@@ -6,7 +6,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from recoverlink.config.model import DatabaseConfig
 from recoverlink.domain.errors import StoreUnavailable
-from recoverlink.store.sqlite_cursor import TRACED, run_on_cursor
+from recoverlink.store.sqlite_cursor import TRACED, driver_transaction, run_on_cursor, uses_cursor
 from recoverlink.store.wal_checkpoints import WalCheckpointer
 
 
@@ -84,7 +84,10 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
         # A write that starts as a read and upgrades its lock can fail with SQLITE_BUSY without
         # waiting; taking the write lock up front makes writers queue on busy_timeout instead.
         options = conn.get_execution_options()
-        begin = "BEGIN IMMEDIATE" if options.get("recoverlink_write", False) else "BEGIN"
+        driver = conn.connection.driver_connection
+        if driver is not None and driver.in_transaction:
+            return  # a statement inside a `driver_transaction`: SQLAlchemy joins it
+        begin = _begin_statement(conn)
         if options.get(TRACED, False):
             conn.exec_driver_sql(begin)  # through SQLAlchemy, for its span
         else:
@@ -92,6 +95,10 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
             run_on_cursor(conn, begin, {})
 
     return engine
+
+
+def _begin_statement(conn: Connection) -> str:
+    return "BEGIN IMMEDIATE" if conn.get_execution_options().get("recoverlink_write", False) else "BEGIN"
 
 
 # sqlite3 raises OperationalError for SQL mistakes too ("no such table"); only these mean "try later".
@@ -182,12 +189,17 @@ class Store:
             # transaction itself runs while other writers wait.
             with self.engine.connect() as conn:
                 conn.execution_options(recoverlink_write=True)
-                with self._writer_turn(), conn.begin():
+                with self._writer_turn(), self._transaction(conn):
                     yield conn
         except DBAPIError as exc:
             if is_unavailable(exc):
                 raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
             raise
+
+    def _transaction(self, conn: Connection) -> AbstractContextManager[Any]:
+        if uses_cursor(conn):
+            return driver_transaction(conn, _begin_statement(conn))
+        return conn.begin()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recoverlink.domain.json_text import compact_json
+from recoverlink.domain.json_text import compact_json, parse_json
 
 # What a decoded webhook body holds: text (any code point a UTF-8 body can carry), 64-bit
 # integers, booleans, None, lists and string-keyed objects.
@@ -36,3 +36,22 @@ def test_what_orjson_refuses_is_still_written_as_valid_json() -> None:
     text = compact_json(value, sort_keys=False)
     assert json.loads(text) == {"huge": 2**70, "1": "an integer key", "lone": "\ud800"}
     assert text.isascii()
+
+
+def _outcome(decode: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "value", decode(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return "error", (type(exc), str(exc))
+
+
+@given(_DOCUMENTS.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=64))
+def test_parse_json_reads_and_refuses_exactly_what_json_loads_does(data: bytes) -> None:
+    assert _outcome(parse_json, data) == _outcome(json.loads, data)
+
+
+def test_what_only_the_standard_library_reads_is_still_read() -> None:
+    assert parse_json(b'{"n": 123456789012345678901234567890, "s": "\\ud800"}') == {
+        "n": 123456789012345678901234567890,
+        "s": "\ud800",
+    }

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from recoverlink.domain.alerts import Alert, AlertPolicy, AlertStatus, Notification, flag_alert
 from recoverlink.domain.enrichment import AlertFacts
 from recoverlink.domain.errors import PayloadInvalid
+from recoverlink.domain.json_text import parse_json
 
 # Alertmanager sends Go's zero time for "no end yet".
 _GO_ZERO_YEAR = 1
@@ -83,7 +84,7 @@ def decode_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise PayloadInvalid("request body is empty; expected an Alertmanager webhook JSON object")
     try:
-        document = json.loads(body)
+        document = parse_json(body)
     except UnicodeDecodeError as exc:
         raise PayloadInvalid(f"request body is not UTF-8: {exc.reason}") from exc
     except json.JSONDecodeError as exc:

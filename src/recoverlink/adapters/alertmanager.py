@@ -35,7 +35,7 @@ def _as_utc(value: datetime) -> datetime:
 class AlertPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=False)
 
-    status: Literal["firing", "resolved"]
+    status: AlertStatus  # the enum itself, validated in pydantic-core
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
@@ -68,7 +68,7 @@ class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     version: Literal["4"]
-    status: Literal["firing", "resolved"]
+    status: AlertStatus  # the enum itself, validated in pydantic-core
     alerts: list[AlertPayload]
     receiver: str = ""
     group_key: str = Field(default="", alias="groupKey")
@@ -115,7 +115,7 @@ def to_notification(payload: WebhookPayload, policy: AlertPolicy) -> Notificatio
     alerts = tuple(_to_alert(a, policy) for a in payload.alerts)
     return Notification(
         receiver=payload.receiver,
-        status=AlertStatus(payload.status),
+        status=payload.status,
         group_key=payload.group_key,
         group_labels=payload.group_labels,
         common_labels=payload.common_labels,
@@ -129,7 +129,7 @@ def to_notification(payload: WebhookPayload, policy: AlertPolicy) -> Notificatio
 def _to_alert(item: AlertPayload, policy: AlertPolicy) -> Alert:
     alert = Alert(
         fingerprint=item.fingerprint,
-        status=AlertStatus(item.status),
+        status=item.status,
         labels=item.labels,
         annotations=item.annotations,
         starts_at=item.starts_at,
@@ -155,7 +155,7 @@ def alerts_for_explain(document: dict[str, Any]) -> list[AlertFacts]:
     """A whole webhook payload (every alert in it) or a single alert, as enrichment input."""
     if "alerts" in document:
         payload = parse_payload(document)
-        return [AlertFacts(a.labels, a.annotations, a.fingerprint, a.status) for a in payload.alerts]
+        return [AlertFacts(a.labels, a.annotations, a.fingerprint, a.status.value) for a in payload.alerts]
     try:
         single = SingleAlertPayload.model_validate(document)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ Identity (REFERENCE.md 1.2): an alert is its fingerprint; an episode is (fingerp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -63,8 +64,10 @@ class Alert:
     generator_url: str
     flags: tuple[AlertFlag, ...] = ()
 
-    @property
+    @functools.cached_property
     def episode_key(self) -> tuple[str, datetime]:
+        # Asked for a dozen times per alert on the webhook path. A cached_property writes the
+        # instance's __dict__ directly, which a frozen dataclass allows; it is no field.
         return (self.fingerprint, self.starts_at)
 
 
@@ -111,8 +114,8 @@ def flag_alert(alert: Alert, policy: AlertPolicy) -> tuple[AlertFlag, ...]:
             AlertFlag.UNKNOWN_SEVERITY,
             labels.get(policy.severity_label, "") not in policy.known_severities,
         ),
-        (AlertFlag.INVALID_LABEL_NAME, any(not _LABEL_NAME.fullmatch(k) for k in labels)),
-        (AlertFlag.EMPTY_LABEL_VALUE, any(v == "" for v in labels.values())),
+        (AlertFlag.INVALID_LABEL_NAME, not all(map(_LABEL_NAME.fullmatch, labels))),
+        (AlertFlag.EMPTY_LABEL_VALUE, "" in labels.values()),
         (AlertFlag.BAD_FINGERPRINT, not _FINGERPRINT.fullmatch(alert.fingerprint)),
         (
             AlertFlag.ENDS_BEFORE_START,

@@ -101,24 +101,32 @@ class ExplainStep:
     source: str | None = None
 
 
+_MAX_PLANS = 4096
+
+
 @dataclass
 class _Plan:
-    """What matched rules decided, before templates render."""
+    """What matched rules decided, before templates render. The answers are kept: one plan serves
+    every alert that matches the same rules (`Enricher._plan`)."""
 
     rules: list[Rule] = field(default_factory=list)
+    _last: dict[str, Any] = field(default_factory=dict)
+    _merged: dict[str, dict[str, Template]] = field(default_factory=dict)
 
     def last(self, attribute: str) -> Any:
-        for rule in reversed(self.rules):
-            value = getattr(rule, attribute)
-            if value is not None:
-                return value
-        return None
+        if attribute not in self._last:
+            values = (getattr(rule, attribute) for rule in reversed(self.rules))
+            self._last[attribute] = next((v for v in values if v is not None), None)
+        return self._last[attribute]
 
     def merged(self, attribute: str) -> dict[str, Template]:
-        merged: dict[str, Template] = {}
-        for rule in self.rules:
-            merged.update(getattr(rule, attribute))
-        return merged
+        """The rules' mappings of `attribute` merged in order (shared: never modify it)."""
+        if attribute not in self._merged:
+            merged: dict[str, Template] = {}
+            for rule in self.rules:
+                merged.update(getattr(rule, attribute))
+            self._merged[attribute] = merged
+        return self._merged[attribute]
 
 
 @dataclass(frozen=True)
@@ -146,10 +154,19 @@ class Enricher:
         # A component and a resource may share a name; the `service` label means the component.
         by_kind = sorted(placeable, key=lambda e: e.kind is EntityKind.COMPONENT)
         self._by_name = {e.name: e for e in by_kind if e.selector is None}
+        self._plans: dict[tuple[int, ...], _Plan] = {}  # by the positions of the matched rules
 
     def enrich(self, alert: AlertFacts) -> Enrichment:
-        plan = _Plan([self.ruleset.rules[i] for i in self._matching_rules(alert.labels)])
-        return self._decide(alert, plan)
+        return self._decide(alert, self._plan(self._matching_rules(alert.labels)))
+
+    def _plan(self, matched: list[int]) -> _Plan:
+        key = tuple(matched)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _Plan([self.ruleset.rules[i] for i in matched])
+            if len(self._plans) < _MAX_PLANS:  # rules with `continue` could combine without end
+                self._plans[key] = plan
+        return plan
 
     def explain(self, alert: AlertFacts) -> tuple[list[ExplainStep], Enrichment]:
         """Like `enrich`, but say for every rule and selector whether it matched and why."""

@@ -28,6 +28,7 @@ def from_db_time(value: datetime) -> datetime:
 
 
 _NAMED_BIND = re.compile(r":([a-z_][a-z0-9_]*)")
+_SQLITE_TIME_LENGTH = len("2026-12-01 10:00:00.000000")
 
 
 class DriverStatement:
@@ -59,15 +60,21 @@ def driver_time(conn: Connection, value: datetime) -> datetime | str:
 
 def backend_time(backend: str, value: datetime) -> datetime | str:
     """`driver_time` for a backend by name, for binds built before a connection is at hand."""
-    naive = to_db_time(value)
+    if backend != "sqlite":
+        return to_db_time(value)
     # SQLAlchemy's form of a DateTime on SQLite, "YYYY-MM-DD HH:MM:SS.ffffff" (always microseconds).
-    return naive.isoformat(" ", "microseconds") if backend == "sqlite" else naive
+    if value.tzinfo is UTC:  # the usual case: the text without its "+00:00", no naive copy made
+        return value.isoformat(" ", "microseconds")[:_SQLITE_TIME_LENGTH]
+    return to_db_time(value).isoformat(" ", "microseconds")
 
 
 def from_driver_time(value: datetime | str) -> datetime:
     """A time a DriverStatement read (text on SQLite, naive UTC on PostgreSQL), as aware UTC."""
-    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return from_db_time(parsed)
+    if isinstance(value, str):
+        if len(value) == _SQLITE_TIME_LENGTH:  # what `backend_time` writes: read it as UTC at once
+            return datetime.fromisoformat(value + "+00:00")
+        value = datetime.fromisoformat(value)
+    return from_db_time(value)
 
 
 def driver_json(value: Any) -> str:

@@ -229,9 +229,11 @@ def test_alert_fired_while_the_store_is_locked_arrives_once_after_the_lock_is_re
 
     arrived = stored_episode(recoverlink, "b", "firing")
     assert (arrived.fingerprint, arrived.starts_at) == (episode.fingerprint, episode.starts_at)
-    # first_seen_at is when the request came in: the one that got through may have waited up to
-    # busy_timeout for the lock before it was released.
-    assert arrived.first_seen_at >= released_at - timedelta(milliseconds=BUSY_TIMEOUT_MS)
+    # first_seen_at is when the request came in: a retry near the release, not the first try. The
+    # one that got through may have queued behind another retry in its worker (up to busy_timeout,
+    # then 503), behind the other worker's turn (one wait of up to busy_timeout), and waited for the
+    # lock itself (up to busy_timeout): seen in CI at 280 ms with busy_timeout 200 ms.
+    assert arrived.first_seen_at >= released_at - 3 * timedelta(milliseconds=BUSY_TIMEOUT_MS)
     assert RULE_LABELS.items() <= arrived.labels.items()
 
     # Both members were retrying; the copies that get through after the release add no row.

@@ -47,22 +47,6 @@ def test_a_locked_database_on_the_cursor_is_the_store_being_unavailable(sqlite_s
     assert is_unavailable(raised.value)
 
 
-def test_a_failed_write_on_the_cursor_rolls_the_transaction_back(sqlite_store: Store) -> None:
-    insert = DriverStatement(
-        "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES (:s, :k, :t, :o)"
-    )
-
-    def write_then_give_up() -> None:
-        with sqlite_store.write() as conn:
-            insert.run(conn, {"s": "rt", "k": "x", "t": "2026-12-01 10:00:00.000000", "o": "applied"})
-            raise StoreUnavailable("the caller gives up half-way")
-
-    with pytest.raises(StoreUnavailable):
-        write_then_give_up()
-    with sqlite_store.read() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one() == 0
-
-
 INSERT_CHANGE = DriverStatement(
     "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES (:s, :k, :t, :o)"
 )
@@ -77,15 +61,24 @@ def _stored_changes(store: Store) -> list[str]:
         return [r[0] for r in conn.exec_driver_sql("SELECT dedup_key FROM itsm_changes ORDER BY dedup_key")]
 
 
+def test_a_failed_write_on_the_cursor_rolls_the_transaction_back(sqlite_store: Store) -> None:
+    def write_then_give_up() -> None:
+        with sqlite_store.write() as conn:
+            INSERT_CHANGE.run(conn, _change("x"))
+            raise StoreUnavailable("the caller gives up half-way")
+
+    with pytest.raises(StoreUnavailable):
+        write_then_give_up()
+    with sqlite_store.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one() == 0
+
+
 def test_a_sqlalchemy_statement_inside_a_write_joins_its_transaction_and_commits_with_it(
     sqlite_store: Store,
 ) -> None:
     with sqlite_store.write() as conn:
         INSERT_CHANGE.run(conn, _change("on-the-cursor"))
-        conn.exec_driver_sql(
-            "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) "
-            "VALUES ('rt', 'through-sqlalchemy', '2026-12-01 10:00:00.000000', 'applied')"
-        )
+        conn.exec_driver_sql(INSERT_CHANGE.sqlite, _change("through-sqlalchemy"))
         assert conn.in_transaction()
     assert _stored_changes(sqlite_store) == ["on-the-cursor", "through-sqlalchemy"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +87,7 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
         driver = conn.connection.driver_connection
         if driver is not None and driver.in_transaction:
             return  # a statement inside a `driver_transaction`: SQLAlchemy joins it
-        begin = _begin_statement(conn)
+        begin = _begin_statement(options)
         if options.get(TRACED, False):
             conn.exec_driver_sql(begin)  # through SQLAlchemy, for its span
         else:
@@ -97,8 +97,9 @@ def _sqlite_engine(url: str, options: StoreOptions) -> Engine:
     return engine
 
 
-def _begin_statement(conn: Connection) -> str:
-    return "BEGIN IMMEDIATE" if conn.get_execution_options().get("recoverlink_write", False) else "BEGIN"
+def _begin_statement(options: Mapping[str, Any]) -> str:
+    """BEGIN IMMEDIATE for a connection that `Store.write` marked, a plain BEGIN otherwise."""
+    return "BEGIN IMMEDIATE" if options.get("recoverlink_write", False) else "BEGIN"
 
 
 # sqlite3 raises OperationalError for SQL mistakes too ("no such table"); only these mean "try later".
@@ -198,7 +199,7 @@ class Store:
 
     def _transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         if uses_cursor(conn):
-            return driver_transaction(conn, _begin_statement(conn))
+            return driver_transaction(conn, _begin_statement(conn.get_execution_options()))
         return conn.begin()
 
     @contextmanager

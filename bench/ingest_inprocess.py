@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import ingest  # noqa: E402  (bench/ingest.py: the config and bodies it serves)
+
+_MARKER = re.compile(r"@FP(\d+)@")
 
 
 def build_app(tmp: Path) -> tuple[Any, str]:
@@ -65,13 +68,12 @@ def bodies(tmp: Path, path: str, count: int) -> list[bytes]:
     text = ingest.write_bodies(tmp)[path].read_text()
     if path == "duplicate":
         return [text.encode()] * count
-    out = []
-    for i in range(count):
-        body = text
-        for k in range(3):
-            body = body.replace(f"@FP{k}@", f"{i:013x}{k:03x}")
-        out.append(body.encode())
-    return out
+    return [_with_new_fingerprints(text, n).encode() for n in range(count)]
+
+
+def _with_new_fingerprints(template: str, n: int) -> str:
+    """Request `n` of the insert template: its @FP<k>@ markers (bench/ingest.py) as new fingerprints."""
+    return _MARKER.sub(lambda m: f"{n:013x}{int(m[1]):03x}", template)
 
 
 def requester(app: Any, token: str) -> tuple[Callable[[bytes], Any], Callable[[Any], None]]:

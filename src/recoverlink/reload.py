@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from recoverlink import heap
 from recoverlink.config.enrichment_loader import LoadedEnrichment, load_enrichment
 from recoverlink.config.loader import load_config
 from recoverlink.domain.errors import ConfigErrors, StoreUnavailable
@@ -42,7 +43,8 @@ class LiveEnrichment:
             if loaded.version == self.current.version:
                 return False
             self.current = loaded
-            return True
+        heap.resettle()  # the replaced catalog and rules were frozen with the rest at startup
+        return True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.util import parse_address
 
+from recoverlink import heap
 from recoverlink.config.loader import Settings
 from recoverlink.domain.errors import RecoverlinkError
 
@@ -218,7 +219,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         # it starts with the catalog and rules the master validated (inherited across the fork),
         # then follows announced versions like every other process.
         current = self.enrichment.current if self.enrichment is not None else None
-        return create_app(self.settings, enrichment=current, follow_config=True, tracer_provider=provider)
+        app = create_app(self.settings, enrichment=current, follow_config=True, tracer_provider=provider)
+        heap.settle()
+        return app
 
 
 def gunicorn_options(settings: Settings, workers: int, threads: int) -> dict[str, Any]:

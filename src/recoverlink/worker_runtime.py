@@ -18,6 +18,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from recoverlink import heap
 from recoverlink.action_jobs import LiveActions, SendAction
 from recoverlink.action_plan import ACTION_SEND
 from recoverlink.adapters.actions import build_action_sender
@@ -136,6 +137,7 @@ def run_worker(
     worker = build_worker(settings, store, metrics, live, environ=environ)
     if metrics_listen and multiprocess_dir() is None:
         _serve_metrics(metrics_listen, registry, store, settings.config.metrics.max_services)
+    heap.settle()
     follower.start()
     try:
         worker.run(stop)

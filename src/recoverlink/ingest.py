@@ -10,7 +10,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -102,7 +102,8 @@ def ingest_webhook(
     for alert in unknown:
         cache.row(alert)
     all_unknown = recent is not None and len(unknown) == len(notification.alerts)
-    with store.write() as conn:
+
+    def store_delivery(conn: Connection) -> _Stored:
         recorded = alert_store.record_notification(conn, notification, dedup_key, body, now)
         likely_new = all_unknown and not recorded.is_duplicate
         decisions, ids = _apply_episodes(conn, notification, recorded, now, cache, likely_new=likely_new)
@@ -115,6 +116,9 @@ def ingest_webhook(
             now=now,
             plan=plan,
         )
+        return _Stored(recorded, decisions, tracked)
+
+    recorded, decisions, tracked = store.write_grouped(store_delivery)
     if recent is not None:
         recent.remember(a.episode_key for a in notification.alerts)
     created = {d.alert.episode_key for d in decisions if d.change is EpisodeChange.INSERT}
@@ -126,6 +130,12 @@ def ingest_webhook(
         misses=Counter(miss for key in created for miss in enrichments[key].misses),
         recoveries=tracked,
     )
+
+
+class _Stored(NamedTuple):
+    recorded: alert_store.RecordedNotification
+    decisions: list[EpisodeDecision]
+    tracked: TrackingOutcome
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -17,8 +17,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from recoverlink.config.model import DatabaseConfig
 from recoverlink.domain.errors import StoreUnavailable
+from recoverlink.store.group_commit import GroupCommit
 from recoverlink.store.sqlite_cursor import TRACED, driver_transaction, run_on_cursor, uses_cursor
 from recoverlink.store.wal_checkpoints import WalCheckpointer
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,12 @@ class Store:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._writers: _SqliteWriterQueue | None = None
         self._checkpoints: WalCheckpointer | None = None
+        self._group: GroupCommit | None = None
         if database and database != ":memory:":
             self._writers = _SqliteWriterQueue(database, busy_timeout_ms / 1000)
             self._checkpoints = WalCheckpointer(engine, self._writers.turn)
+            # `self.write` looked up per batch: a wrapper installed on the store later is used too.
+            self._group = GroupCommit(lambda: self.write())  # noqa: PLW0108
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -192,6 +198,20 @@ class Store:
                 conn.execution_options(recoverlink_write=True)
                 with self._writer_turn(), self._transaction(conn):
                     yield conn
+        except DBAPIError as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
+            raise
+
+    def write_grouped(self, work: Callable[[Connection], T]) -> T:
+        """`work(conn)` in a committed write transaction that on SQLite it may share with the writes
+        other threads of this process queued meanwhile (group_commit). `work` must only use `conn`
+        and its arguments: it may run on another thread, and run again after a rollback."""
+        if self._group is None or self.engine.get_execution_options().get(TRACED, False):
+            with self.write() as conn:  # traced: each request keeps its own spans
+                return work(conn)
+        try:
+            return self._group.run(work)
         except DBAPIError as exc:
             if is_unavailable(exc):
                 raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc

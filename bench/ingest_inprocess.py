@@ -50,6 +50,7 @@ def build_app(tmp: Path) -> tuple[Any, str]:
     metrics = tmp / "metrics"
     metrics.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)  # before prometheus_client is imported
+    from recoverlink import heap
     from recoverlink.bootstrap import ensure_token_files
     from recoverlink.config.loader import load_settings
     from recoverlink.logs import configure_logging
@@ -59,6 +60,7 @@ def build_app(tmp: Path) -> tuple[Any, str]:
     ensure_token_files(settings)
     configure_logging(settings.config.logging.level)
     app = create_app(settings, environ=env, follow_config=True)
+    heap.settle()  # as `recoverlink serve` does once its app is built
     token = Path(config["webhook"]["auth"]["bearer"]["file"]).read_text().strip()
     return app, token
 

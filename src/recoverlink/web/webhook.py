@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from recoverlink.domain.errors import (
@@ -13,6 +13,7 @@ from recoverlink.domain.errors import (
     StoreUnavailable,
     Unauthorized,
 )
+from recoverlink.domain.json_text import compact_json
 from recoverlink.ingest import IngestOutcome, ingest_webhook
 from recoverlink.web.runtime import Runtime, runtime
 
@@ -45,7 +46,8 @@ def alertmanager() -> Response:
     except StoreUnavailable:
         counter.labels(outcome="unavailable").inc()
         raise
-    return jsonify(_observe(rt, outcome))
+    # Written by orjson: Flask's jsonify cost more than the rest of the answer on this path.
+    return Response(compact_json(_observe(rt, outcome)) + b"\n", mimetype="application/json")
 
 
 def _observe(rt: Runtime, outcome: IngestOutcome) -> dict[str, object]:

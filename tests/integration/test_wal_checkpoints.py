@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,44 @@ def test_the_thread_checkpoints_on_its_own_and_stops_with_the_store(
     checkpointer.stop()
     assert "SQLite WAL checkpoint: busy 0" in caplog.text
     assert not checkpointer.running
+
+
+def test_one_checkpointer_per_database_checkpoints_and_another_takes_over_when_it_stops(
+    engine: Engine,
+) -> None:
+    first = WalCheckpointer(engine, contextlib.nullcontext)
+    second = WalCheckpointer(engine, contextlib.nullcontext)
+    assert first.elected()
+    assert not second.elected()  # the flock is held, as it would be by another process
+    first.stop()
+    assert second.elected()
+
+
+class ScriptedCheckpoints(WalCheckpointer):
+    """What SQLite reports for each checkpoint, scripted: the WAL's pages as each one began."""
+
+    def __init__(self, engine: Engine, turn: Callable[[], AbstractContextManager[None]], pages: list[int]):
+        super().__init__(engine, turn, restart_pages=4_000)
+        self.pages = pages
+        self.calls = 0
+
+    def _pragma(self) -> tuple[int, int, int]:
+        self.calls += 1
+        count = self.pages.pop(0)
+        return (0, count, count)
+
+
+def test_past_restart_pages_it_checkpoints_again_until_writers_appended_few_pages_then_takes_the_turn(
+    engine: Engine,
+) -> None:
+    turns: list[int] = []
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        turns.append(checkpoints.calls)
+        yield
+
+    # 5,000 pages; 1,500 more were appended during that checkpoint, 100 during the next, 20 after.
+    checkpoints = ScriptedCheckpoints(engine, turn, [5_000, 6_500, 6_600, 6_620, 6_625])
+    assert checkpoints.checkpoint() == (0, 6_625, 6_625)
+    assert turns == [4]  # four outside the turn (the fourth found only 20 new), the fifth inside

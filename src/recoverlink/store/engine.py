@@ -122,6 +122,17 @@ def is_unavailable(exc: BaseException) -> bool:
     return True
 
 
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """Raise a database error that means "cannot answer now" (is_unavailable) as StoreUnavailable."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
+        raise
+
+
 class _SqliteWriterQueue:
     """Queue SQLite writers on locks that wake the next one at once.
 
@@ -191,17 +202,12 @@ class Store:
         """One write transaction; commits on exit. On SQLite it holds the write lock throughout."""
         if self._checkpoints is not None:
             self._checkpoints.ensure_running()
-        try:
-            # The connection is checked out before the turn and returned after it: only the
-            # transaction itself runs while other writers wait.
-            with self.engine.connect() as conn:
-                conn.execution_options(recoverlink_write=True)
-                with self._writer_turn(), self._transaction(conn):
-                    yield conn
-        except DBAPIError as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
-            raise
+        # The connection is checked out before the turn and returned after it: only the
+        # transaction itself runs while other writers wait.
+        with _unavailable_as_store_error(), self.engine.connect() as conn:
+            conn.execution_options(recoverlink_write=True)
+            with self._writer_turn(), self._transaction(conn):
+                yield conn
 
     def write_grouped(self, work: Callable[[Connection], T]) -> T:
         """`work(conn)` in a committed write transaction that on SQLite it may share with the writes
@@ -210,12 +216,8 @@ class Store:
         if self._group is None or self.engine.get_execution_options().get(TRACED, False):
             with self.write() as conn:  # traced: each request keeps its own spans
                 return work(conn)
-        try:
+        with _unavailable_as_store_error():  # a work's own error reaches its thread unmapped
             return self._group.run(work)
-        except DBAPIError as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
-            raise
 
     def _transaction(self, conn: Connection) -> AbstractContextManager[Any]:
         if uses_cursor(conn):
@@ -224,13 +226,8 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except DBAPIError as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"store unavailable: {exc.orig}") from exc
-            raise
+        with _unavailable_as_store_error(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def dispose(self) -> None:
         if self._checkpoints is not None:

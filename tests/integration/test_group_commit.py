@@ -13,28 +13,17 @@ from sqlalchemy import Connection
 
 from recoverlink.domain.errors import StoreUnavailable
 from recoverlink.logs import request_id
-from recoverlink.store.common import DriverStatement
 from recoverlink.store.engine import Store
 from recoverlink.store.group_commit import GroupCommit
-
-INSERT = DriverStatement(
-    "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES ('rt', :k, :t, 'applied')"
-)
-WHEN = "2026-12-01 10:00:00.000000"
+from tests.support.change_rows import INSERT_CHANGE, change, stored_change_keys
 
 
 def insert(key: str) -> Callable[[Connection], str]:
     def work(conn: Connection) -> str:
-        INSERT.run(conn, {"k": key, "t": WHEN})
+        INSERT_CHANGE.run(conn, change(key))
         return key
 
     return work
-
-
-def stored(store: Store) -> list[str]:
-    with store.read() as conn:
-        rows = conn.exec_driver_sql("SELECT dedup_key FROM itsm_changes ORDER BY dedup_key").all()
-    return [r.dedup_key for r in rows]
 
 
 class CountedTransactions:
@@ -79,7 +68,7 @@ def leader_held(group: GroupCommit, queued: int) -> Iterator[threading.Thread]:
     inside = threading.Event()
 
     def hold(conn: Connection) -> str:
-        INSERT.run(conn, {"k": "leader", "t": WHEN})
+        INSERT_CHANGE.run(conn, change("leader"))
         inside.set()
         deadline = time.monotonic() + 10
         while group.queued < queued and time.monotonic() < deadline:
@@ -103,7 +92,7 @@ def test_writes_queued_behind_a_running_transaction_commit_together_in_the_next(
         results = in_threads(group, [insert("a"), insert("b"), insert("c")])
     assert results == ["a", "b", "c"]
     assert transactions.opened == 2  # the leader's, then one for the three that queued
-    assert stored(sqlite_store) == ["a", "b", "c", "leader"]
+    assert stored_change_keys(sqlite_store) == ["a", "b", "c", "leader"]
 
 
 def test_a_work_that_raises_gets_its_error_and_the_rest_of_its_batch_still_commits(
@@ -112,14 +101,14 @@ def test_a_work_that_raises_gets_its_error_and_the_rest_of_its_batch_still_commi
     group = GroupCommit(CountedTransactions(sqlite_store))
 
     def broken(conn: Connection) -> str:
-        INSERT.run(conn, {"k": "half-written", "t": WHEN})
+        INSERT_CHANGE.run(conn, change("half-written"))
         raise ValueError("a bug in one delivery")
 
     with leader_held(group, queued=3):
         results = in_threads(group, [insert("a"), broken, insert("c")])
     assert results[0] == "a" and results[2] == "c"
     assert isinstance(results[1], ValueError)
-    assert stored(sqlite_store) == ["a", "c", "leader"]  # nothing of the broken one
+    assert stored_change_keys(sqlite_store) == ["a", "c", "leader"]  # nothing of the broken one
 
 
 def test_a_failed_commit_fails_every_work_of_its_batch(sqlite_store: Store) -> None:
@@ -128,7 +117,7 @@ def test_a_failed_commit_fails_every_work_of_its_batch(sqlite_store: Store) -> N
     with leader_held(group, queued=2):
         results = in_threads(group, [insert("a"), insert("b")])
     assert results == [lost, lost]
-    assert stored(sqlite_store) == ["leader"]
+    assert stored_change_keys(sqlite_store) == ["leader"]
 
 
 def test_when_no_transaction_can_start_every_queued_work_gets_the_error() -> None:
@@ -172,4 +161,4 @@ def test_a_grouped_work_runs_with_the_request_id_of_the_thread_that_sent_it(sqli
 
 def test_grouped_writes_commit_on_both_backends(store: Store) -> None:
     assert store.write_grouped(insert("solo")) == "solo"
-    assert stored(store) == ["solo"]
+    assert stored_change_keys(store) == ["solo"]

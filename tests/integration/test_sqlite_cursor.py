@@ -13,6 +13,7 @@ from recoverlink.domain.errors import StoreUnavailable
 from recoverlink.store.common import DriverStatement
 from recoverlink.store.engine import Store, is_unavailable
 from recoverlink.store.sqlite_cursor import TRACED, DriverRows
+from tests.support.change_rows import INSERT_CHANGE, change, stored_change_keys
 
 PAIRS = DriverStatement("SELECT :a AS first, :b AS second UNION ALL SELECT :b, :a")
 NOTHING = DriverStatement("SELECT 1 AS one WHERE 0")
@@ -47,24 +48,10 @@ def test_a_locked_database_on_the_cursor_is_the_store_being_unavailable(sqlite_s
     assert is_unavailable(raised.value)
 
 
-INSERT_CHANGE = DriverStatement(
-    "INSERT INTO itsm_changes (system, dedup_key, received_at, outcome) VALUES (:s, :k, :t, :o)"
-)
-
-
-def _change(key: str) -> dict[str, str]:
-    return {"s": "rt", "k": key, "t": "2026-12-01 10:00:00.000000", "o": "applied"}
-
-
-def _stored_changes(store: Store) -> list[str]:
-    with store.read() as conn:
-        return [r[0] for r in conn.exec_driver_sql("SELECT dedup_key FROM itsm_changes ORDER BY dedup_key")]
-
-
 def test_a_failed_write_on_the_cursor_rolls_the_transaction_back(sqlite_store: Store) -> None:
     def write_then_give_up() -> None:
         with sqlite_store.write() as conn:
-            INSERT_CHANGE.run(conn, _change("x"))
+            INSERT_CHANGE.run(conn, change("x"))
             raise StoreUnavailable("the caller gives up half-way")
 
     with pytest.raises(StoreUnavailable):
@@ -77,26 +64,26 @@ def test_a_sqlalchemy_statement_inside_a_write_joins_its_transaction_and_commits
     sqlite_store: Store,
 ) -> None:
     with sqlite_store.write() as conn:
-        INSERT_CHANGE.run(conn, _change("on-the-cursor"))
-        conn.exec_driver_sql(INSERT_CHANGE.sqlite, _change("through-sqlalchemy"))
+        INSERT_CHANGE.run(conn, change("on-the-cursor"))
+        conn.exec_driver_sql(INSERT_CHANGE.sqlite, change("through-sqlalchemy"))
         assert conn.in_transaction()
-    assert _stored_changes(sqlite_store) == ["on-the-cursor", "through-sqlalchemy"]
+    assert stored_change_keys(sqlite_store) == ["on-the-cursor", "through-sqlalchemy"]
 
 
 def test_a_failed_write_rolls_back_what_both_paths_wrote(sqlite_store: Store) -> None:
     def write_then_fail() -> None:
         with sqlite_store.write() as conn:
-            INSERT_CHANGE.run(conn, _change("on-the-cursor"))
+            INSERT_CHANGE.run(conn, change("on-the-cursor"))
             conn.exec_driver_sql("SELECT count(*) FROM itsm_changes").scalar_one()
-            INSERT_CHANGE.run(conn, _change("after-sqlalchemy"))
+            INSERT_CHANGE.run(conn, change("after-sqlalchemy"))
             raise StoreUnavailable("the caller gives up half-way")
 
     with pytest.raises(StoreUnavailable):
         write_then_fail()
-    assert _stored_changes(sqlite_store) == []
+    assert stored_change_keys(sqlite_store) == []
     with sqlite_store.write() as conn:  # the connection went back to the pool with no transaction open
-        INSERT_CHANGE.run(conn, _change("next"))
-    assert _stored_changes(sqlite_store) == ["next"]
+        INSERT_CHANGE.run(conn, change("next"))
+    assert stored_change_keys(sqlite_store) == ["next"]
 
 
 def test_a_traced_engine_runs_them_through_sqlalchemy_so_each_gets_its_span(sqlite_store: Store) -> None:
